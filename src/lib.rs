@@ -2,6 +2,10 @@
 //!
 //! Layers, imports pointing down only:
 //! `cli` → `controller` → `keyring` → `api`; `manifest` → `format` → `crypto`
-//! (`manifest` also reads the `api` types, so the CLI emits exactly what the controller reads).
+//! (`api` and `manifest` read `format`'s scope and envelope types, so the CLI emits exactly
+//! what the controller reads).
 
+pub mod api;
 pub mod crypto;
+pub mod format;
+pub mod yaml;

@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", gitseal::api::crds_yaml());
+}

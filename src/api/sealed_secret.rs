@@ -1,0 +1,81 @@
+//! `SealedSecret`: sealed values, their envelopes, scope and the template of the Secret to write.
+
+use crate::format::{Envelopes, Scope};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A Secret sealed to a cluster's public keys; safe to commit. The controller unseals it into
+/// a Secret of the same name and namespace.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "gitseal.dev",
+    version = "v1alpha1",
+    kind = "SealedSecret",
+    namespaced,
+    status = "SealedSecretStatus",
+    shortname = "gss",
+    category = "gitseal",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Scope","type":"string","jsonPath":".spec.scope"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedSecretSpec {
+    /// How far values may travel: strict (namespace + name + key), namespace, or cluster.
+    #[serde(default)]
+    pub scope: Scope,
+    /// Secret key → sealed value `gs1:<scope>:<envelope id>:<base64>`.
+    #[serde(default)]
+    pub encrypted_data: BTreeMap<String, String>,
+    /// Envelope id → (key id → base64 of an age file holding the data key).
+    #[serde(default)]
+    pub envelopes: Envelopes,
+    /// Metadata, type and immutability of the Secret to write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<SecretTemplate>,
+}
+
+/// What the written Secret looks like besides its data.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+    /// Secret type, e.g. `Opaque` or `kubernetes.io/tls`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
+}
+
+/// Labels and annotations copied onto the Secret.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What the controller observed and did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedSecretStatus {
+    /// `Ready` with a reason such as Unsealed, KeyNotFound, BindingMismatch, Tampered,
+    /// SecretNotOwned or InvalidSpec, and a message naming the cause.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Key ids this object's envelopes are unwrapped with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_ids: Vec<String>,
+    /// Envelopes re-wrapped to the Active key, for objects that still use an older key;
+    /// `gitseal reseal` copies them into the committed file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rewrapped_envelopes: Envelopes,
+}

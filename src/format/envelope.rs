@@ -1,0 +1,284 @@
+//! Envelopes (one data key wrapped to each recipient, keyed by key id) and the seal / open /
+//! re-wrap operations that tie values, envelopes and identities together.
+
+use super::{FormatError, MAX_VALUE_LEN, Scope, SealedValue, Target, aad};
+use crate::crypto::{self, DataKey, Identity, Plaintext, Recipient};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use std::collections::{BTreeMap, HashMap};
+
+/// All envelopes of one object: envelope id → (key id → base64 of a binary age file).
+pub type Envelopes = BTreeMap<String, BTreeMap<String, String>>;
+
+/// One envelope: a data key's id and its wrappings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: String,
+    pub wrapped: BTreeMap<String, String>,
+}
+
+/// Seals values of one seal operation under one fresh data key.
+pub struct Sealer {
+    key: DataKey,
+    scope: Scope,
+    envelope: Envelope,
+}
+
+impl Sealer {
+    /// A fresh data key wrapped to every recipient (duplicates collapse by key id).
+    pub fn new(recipients: &[Recipient], scope: Scope) -> Result<Self, FormatError> {
+        Self::with_key(DataKey::generate(), recipients, scope)
+    }
+
+    /// With a given data key (known-answer tests).
+    pub fn with_key(
+        key: DataKey,
+        recipients: &[Recipient],
+        scope: Scope,
+    ) -> Result<Self, FormatError> {
+        let mut wrapped = BTreeMap::new();
+        for r in recipients {
+            if !wrapped.contains_key(&r.key_id()) {
+                wrapped.insert(r.key_id(), STANDARD.encode(crypto::wrap(&key, r)?));
+            }
+        }
+        let envelope = Envelope {
+            id: crypto::envelope_id(&key),
+            wrapped,
+        };
+        Ok(Self {
+            key,
+            scope,
+            envelope,
+        })
+    }
+
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// Seal one value for `key` in `target`.
+    pub fn seal(
+        &self,
+        target: Target<'_>,
+        key: &str,
+        plaintext: &[u8],
+    ) -> Result<String, FormatError> {
+        if plaintext.len() > MAX_VALUE_LEN {
+            return Err(FormatError::Malformed(format!(
+                "value is larger than {MAX_VALUE_LEN} bytes"
+            )));
+        }
+        let aad = aad(self.scope, target, key)?;
+        let blob = crypto::seal(&self.key, &aad, plaintext);
+        Ok(SealedValue {
+            scope: self.scope,
+            envelope_id: self.envelope.id.clone(),
+            blob,
+        }
+        .emit())
+    }
+}
+
+/// Opens values with a set of identities, unwrapping each envelope once.
+pub struct Opener<'a> {
+    identities: Vec<(String, &'a Identity)>,
+    keys: HashMap<String, DataKey>,
+}
+
+impl<'a> Opener<'a> {
+    pub fn new(identities: impl IntoIterator<Item = &'a Identity>) -> Self {
+        let identities = identities.into_iter().map(|i| (i.key_id(), i)).collect();
+        Self {
+            identities,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Key ids of the identities this opener holds.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.identities.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The data key of envelope `id`: picked by key id (no trial decryption), unwrapped,
+    /// and checked against the envelope id (key commitment).
+    pub fn data_key(&mut self, envelopes: &Envelopes, id: &str) -> Result<&DataKey, FormatError> {
+        if !self.keys.contains_key(id) {
+            let wrapped = envelopes
+                .get(id)
+                .ok_or_else(|| FormatError::MissingEnvelope(id.to_string()))?;
+            let (kid, identity) = self
+                .identities
+                .iter()
+                .find(|(kid, _)| wrapped.contains_key(kid))
+                .ok_or_else(|| FormatError::NotARecipient {
+                    envelope: id.to_string(),
+                    wanted: wrapped.keys().cloned().collect::<Vec<_>>().join(", "),
+                    have: self.key_ids().join(", "),
+                })?;
+            let bytes = STANDARD
+                .decode(&wrapped[kid])
+                .map_err(|_| FormatError::BadWrappedEncoding(id.to_string()))?;
+            let key =
+                crypto::unwrap(&bytes, &[*identity]).map_err(|source| FormatError::Unwrap {
+                    envelope: id.to_string(),
+                    source,
+                })?;
+            if crypto::envelope_id(&key) != id {
+                return Err(FormatError::Unwrap {
+                    envelope: id.to_string(),
+                    source: crypto::CryptoError::CommitmentMismatch,
+                });
+            }
+            self.keys.insert(id.to_string(), key);
+        }
+        Ok(&self.keys[id])
+    }
+
+    /// Open value `key` of an object in `target` whose `spec.scope` is `scope`.
+    pub fn open(
+        &mut self,
+        envelopes: &Envelopes,
+        scope: Scope,
+        target: Target<'_>,
+        key: &str,
+        value: &str,
+    ) -> Result<Plaintext, FormatError> {
+        let sealed = SealedValue::parse(value)?;
+        if sealed.scope != scope {
+            return Err(FormatError::ScopeMismatch {
+                value: sealed.scope,
+                spec: scope,
+            });
+        }
+        let aad = aad(scope, target, key)?;
+        let data_key = self.data_key(envelopes, &sealed.envelope_id)?;
+        Ok(crypto::open(data_key, &aad, &sealed.blob)?)
+    }
+}
+
+/// Re-wrap envelope `id` to `recipients` without touching any value: the data key is
+/// unwrapped with `opener` and wrapped anew. Values, and so their scope binding, are
+/// unchanged; the envelope id stays the same.
+pub fn rewrap(
+    opener: &mut Opener<'_>,
+    envelopes: &Envelopes,
+    id: &str,
+    recipients: &[Recipient],
+) -> Result<BTreeMap<String, String>, FormatError> {
+    let key = opener.data_key(envelopes, id)?;
+    let mut wrapped = BTreeMap::new();
+    for r in recipients {
+        wrapped.insert(r.key_id(), STANDARD.encode(crypto::wrap(key, r)?));
+    }
+    Ok(wrapped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (Identity, Sealer, Envelopes) {
+        let id = Identity::generate();
+        let sealer = Sealer::new(&[id.recipient()], Scope::Strict).unwrap();
+        let env = sealer.envelope().clone();
+        (id, sealer, BTreeMap::from([(env.id, env.wrapped)]))
+    }
+
+    const T: Target<'static> = Target {
+        namespace: Some("prod"),
+        name: "db",
+    };
+
+    #[test]
+    fn seal_open() {
+        let (id, sealer, envs) = setup();
+        let v = sealer.seal(T, "pw", b"s3cret").unwrap();
+        let mut opener = Opener::new([&id]);
+        assert_eq!(
+            opener
+                .open(&envs, Scope::Strict, T, "pw", &v)
+                .unwrap()
+                .expose(),
+            b"s3cret"
+        );
+        let staging = Target {
+            namespace: Some("staging"),
+            name: "db",
+        };
+        assert!(matches!(
+            opener.open(&envs, Scope::Strict, staging, "pw", &v),
+            Err(FormatError::Crypto(crypto::CryptoError::Authentication))
+        ));
+        assert!(matches!(
+            opener.open(&envs, Scope::Cluster, T, "pw", &v),
+            Err(FormatError::ScopeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_identity_names_key_ids() {
+        let (id, sealer, envs) = setup();
+        let v = sealer.seal(T, "pw", b"x").unwrap();
+        let other = Identity::generate();
+        let err = Opener::new([&other])
+            .open(&envs, Scope::Strict, T, "pw", &v)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&id.key_id()) && err.contains(&other.key_id()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn commitment_is_checked() {
+        let (id, sealer, mut envs) = setup();
+        let v = sealer.seal(T, "pw", b"x").unwrap();
+        // Swap in a wrapping of a different key under the same envelope id.
+        let wrong = crypto::wrap(&DataKey::generate(), &id.recipient()).unwrap();
+        let env_id = sealer.envelope().id.clone();
+        envs.get_mut(&env_id)
+            .unwrap()
+            .insert(id.key_id(), STANDARD.encode(wrong));
+        let err = Opener::new([&id])
+            .open(&envs, Scope::Strict, T, "pw", &v)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FormatError::Unwrap {
+                    source: crypto::CryptoError::CommitmentMismatch,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rewrap_keeps_values() {
+        let (id, sealer, envs) = setup();
+        let v = sealer.seal(T, "pw", b"x").unwrap();
+        let new = Identity::generate();
+        let env_id = sealer.envelope().id.clone();
+        let wrapped = rewrap(&mut Opener::new([&id]), &envs, &env_id, &[new.recipient()]).unwrap();
+        let envs2 = BTreeMap::from([(env_id, wrapped)]);
+        assert_eq!(
+            Opener::new([&new])
+                .open(&envs2, Scope::Strict, T, "pw", &v)
+                .unwrap()
+                .expose(),
+            b"x"
+        );
+        assert!(
+            Opener::new([&id])
+                .open(&envs2, Scope::Strict, T, "pw", &v)
+                .is_err()
+        );
+    }
+}
