@@ -8,4 +8,5 @@
 pub mod api;
 pub mod crypto;
 pub mod format;
+pub mod manifest;
 pub mod yaml;

@@ -28,6 +28,11 @@ pub struct SealedSecretSpec {
     /// How far values may travel: strict (namespace + name + key), namespace, or cluster.
     #[serde(default)]
     pub scope: Scope,
+    /// Where the values were sealed for: `namespace/name` (strict) or `namespace` (namespace
+    /// scope). Informational; the binding itself is in each value's associated data. Lets
+    /// errors say "sealed for prod/db, found in staging/db" and `gitseal verify` check it offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_to: Option<String>,
     /// Secret key → sealed value `gs1:<scope>:<envelope id>:<base64>`.
     #[serde(default)]
     pub encrypted_data: BTreeMap<String, String>,

@@ -1,0 +1,264 @@
+//! `.gitseal.yaml`, found upward from the working directory: path patterns → keyrings,
+//! recovery recipients and default scope (first matching rule wins, like `.sops.yaml`'s
+//! creation rules), and what `gitseal verify` leaves out.
+
+use super::docs::one_line;
+use super::keyring_file::KeyringFile;
+use super::{Location, ManifestError, Result};
+use crate::crypto::Recipient;
+use crate::format::Scope;
+use globset::{Glob, GlobMatcher};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// File name looked up from the working directory towards the root.
+pub const CONFIG_FILE: &str = ".gitseal.yaml";
+
+/// A parsed `.gitseal.yaml` and the directory it lives in (paths in it are relative to that).
+#[derive(Debug)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub rules: Vec<Rule>,
+    pub verify: VerifyConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    #[serde(default)]
+    verify: VerifyConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    path: Option<String>,
+    #[serde(default)]
+    keyrings: Vec<String>,
+    #[serde(default)]
+    recipients: Vec<String>,
+    scope: Option<Scope>,
+}
+
+/// One rule: which files it covers and where they are sealed to.
+#[derive(Debug)]
+pub struct Rule {
+    /// Glob over paths relative to the config's directory; `None` matches everything,
+    /// standard input included.
+    pub path: Option<GlobMatcher>,
+    /// Keyring files (relative to the config's directory): seal to their Active keys.
+    pub keyrings: Vec<PathBuf>,
+    /// Extra recipients added to every seal (offline recovery keys).
+    pub recipients: Vec<Recipient>,
+    pub scope: Option<Scope>,
+}
+
+/// `verify:` settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Globs of paths `gitseal verify` skips (relative to the config's directory).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Recipients and known key ids a rule resolves to.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub recipients: Vec<Recipient>,
+    /// Key ids an envelope may name: usable keyring keys plus recovery recipients.
+    pub known_key_ids: BTreeSet<String>,
+    pub scope: Option<Scope>,
+}
+
+impl Config {
+    /// The nearest `.gitseal.yaml` at or above `start`, if any.
+    pub fn find(start: &Path) -> Result<Option<Config>> {
+        let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
+        for dir in start.ancestors() {
+            let file = dir.join(CONFIG_FILE);
+            if file.is_file() {
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    ManifestError::input(
+                        Location::new(file.display().to_string(), 0),
+                        format!("cannot read: {e}"),
+                    )
+                })?;
+                return Config::parse(dir, &file.display().to_string(), &text).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn parse(dir: &Path, file: &str, text: &str) -> Result<Config> {
+        let raw: RawConfig = crate::yaml::from_str(text).map_err(|e| {
+            ManifestError::input(
+                Location::new(file, 0),
+                format!("invalid config: {}", one_line(&e.to_string())),
+            )
+        })?;
+        let at = Location::new(file, 1);
+        let mut rules = Vec::new();
+        for (i, r) in raw.rules.into_iter().enumerate() {
+            let path = match r.path {
+                None => None,
+                Some(p) => Some(
+                    Glob::new(&p)
+                        .map_err(|e| {
+                            ManifestError::input(
+                                at.field(format!("rules[{i}].path")),
+                                format!("invalid glob: {e}"),
+                            )
+                        })?
+                        .compile_matcher(),
+                ),
+            };
+            let recipients = r
+                .recipients
+                .iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    Recipient::parse(s).map_err(|e| {
+                        ManifestError::input(
+                            at.field(format!("rules[{i}].recipients[{j}]")),
+                            e.to_string(),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if r.keyrings.is_empty() && recipients.is_empty() {
+                return Err(ManifestError::input(
+                    at.field(format!("rules[{i}]")),
+                    "a rule needs keyrings or recipients",
+                ));
+            }
+            rules.push(Rule {
+                path,
+                keyrings: r.keyrings.into_iter().map(PathBuf::from).collect(),
+                recipients,
+                scope: r.scope,
+            });
+        }
+        for (i, g) in raw.verify.exclude.iter().enumerate() {
+            Glob::new(g).map_err(|e| {
+                ManifestError::input(
+                    at.field(format!("verify.exclude[{i}]")),
+                    format!("invalid glob: {e}"),
+                )
+            })?;
+        }
+        Ok(Config {
+            dir: dir.to_path_buf(),
+            rules,
+            verify: raw.verify,
+        })
+    }
+
+    /// `path` relative to the config's directory, when it lies below it.
+    fn relative(&self, path: &Path) -> Option<PathBuf> {
+        let abs = std::path::absolute(path).ok()?;
+        abs.strip_prefix(&self.dir).ok().map(Path::to_path_buf)
+    }
+
+    /// The first rule covering `path` (`None`: standard input, matched by path-less rules).
+    pub fn rule_for(&self, path: Option<&Path>) -> Option<&Rule> {
+        let rel = path.and_then(|p| self.relative(p));
+        self.rules.iter().find(|r| match (&r.path, &rel) {
+            (None, _) => true,
+            (Some(glob), Some(rel)) => glob.is_match(rel),
+            (Some(_), None) => false,
+        })
+    }
+
+    /// Whether `gitseal verify` skips `path`.
+    pub fn excluded(&self, path: &Path) -> bool {
+        let Some(rel) = self.relative(path) else {
+            return false;
+        };
+        self.verify
+            .exclude
+            .iter()
+            .filter_map(|g| Glob::new(g).ok())
+            .any(|g| g.compile_matcher().is_match(&rel))
+    }
+
+    /// Read a rule's keyrings and collect its recipients.
+    pub fn resolve(&self, rule: &Rule) -> Result<Resolved> {
+        let mut out = Resolved {
+            scope: rule.scope,
+            ..Default::default()
+        };
+        for path in &rule.keyrings {
+            let ring = read_keyring(&self.dir.join(path))?;
+            let file = self.dir.join(path).display().to_string();
+            out.recipients.extend(ring.active(&file)?);
+            out.known_key_ids.extend(ring.usable_key_ids());
+        }
+        for r in &rule.recipients {
+            out.known_key_ids.insert(r.key_id());
+            out.recipients.push(r.clone());
+        }
+        Ok(out)
+    }
+}
+
+/// Read and check a keyring file from disk.
+pub fn read_keyring(path: &Path) -> Result<KeyringFile> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ManifestError::input(Location::new(&file, 0), format!("cannot read keyring: {e}"))
+    })?;
+    KeyringFile::parse(&file, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_matching_rule_wins_and_stdin_takes_pathless_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = crate::crypto::Identity::generate().recipient();
+        let text = format!(
+            "rules:\n  - path: 'clusters/prod/**'\n    recipients: [{r}]\n    scope: namespace\n  - recipients: [{r}]\nverify:\n  exclude: ['**/testdata/**']\n",
+            r = r.as_str()
+        );
+        let cfg = Config::parse(dir.path(), ".gitseal.yaml", &text).unwrap();
+        let prod = cfg
+            .rule_for(Some(&dir.path().join("clusters/prod/a.yaml")))
+            .unwrap();
+        assert_eq!(prod.scope, Some(Scope::Namespace));
+        let other = cfg
+            .rule_for(Some(&dir.path().join("clusters/staging/a.yaml")))
+            .unwrap();
+        assert_eq!(other.scope, None);
+        assert_eq!(cfg.rule_for(None).unwrap().scope, None);
+        assert!(cfg.excluded(&dir.path().join("x/testdata/s.yaml")));
+        assert!(!cfg.excluded(&dir.path().join("x/s.yaml")));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = Config::parse(
+            Path::new("/"),
+            ".gitseal.yaml",
+            "rules:\n  - recipients: [nope]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(".gitseal.yaml:1:rules[0].recipients[0]: invalid age recipient"),
+            "{err}"
+        );
+        let err = Config::parse(
+            Path::new("/"),
+            ".gitseal.yaml",
+            "rules:\n  - keyring: [x]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,226 @@
+//! Splitting a file into documents: YAML streams (`---`) or JSON (one object, or a
+//! `kind: List`), each as a generic JSON value for field-by-field validation.
+
+use super::{Location, ManifestError, Result};
+use serde_json::Value;
+
+/// Serialization format of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// JSON when the first non-blank byte opens an object or array.
+    pub fn sniff(text: &str) -> Self {
+        match text.trim_start().as_bytes().first() {
+            Some(b'{') | Some(b'[') => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
+}
+
+/// One document of a file, with its 1-based number.
+#[derive(Clone, Debug)]
+pub struct Document {
+    pub at: Location,
+    pub value: Value,
+}
+
+/// Every non-empty document of `text` (read from `file`). Duplicate mapping keys, YAML
+/// syntax errors and truncated JSON are errors naming the file and position.
+pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
+    match Format::sniff(text) {
+        Format::Json => {
+            let value: Value = crate::yaml::from_str(text).map_err(|e| {
+                ManifestError::input(
+                    Location::new(file, 0),
+                    format!("invalid JSON: {}", one_line(&e.to_string())),
+                )
+            })?;
+            let values = if value.get("kind").and_then(Value::as_str) == Some("List") {
+                value
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                vec![value]
+            };
+            Ok(values
+                .into_iter()
+                .enumerate()
+                .map(|(i, value)| Document {
+                    at: Location::new(file, i + 1),
+                    value,
+                })
+                .collect())
+        }
+        Format::Yaml => {
+            let mut docs = Vec::new();
+            for (i, part) in split_yaml(text).into_iter().enumerate() {
+                let at = Location::new(file, i + 1);
+                if part
+                    .lines()
+                    .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+                {
+                    continue;
+                }
+                let value: Value = crate::yaml::from_str(part).map_err(|e| {
+                    ManifestError::input(
+                        at.clone(),
+                        format!("invalid YAML: {}", one_line(&e.to_string())),
+                    )
+                })?;
+                if !value.is_null() {
+                    docs.push(Document { at, value });
+                }
+            }
+            Ok(docs)
+        }
+    }
+}
+
+/// Split a YAML stream at document markers. A `---` or `...` line at column 0 always ends a
+/// document in YAML 1.2 (block and flow scalars cannot contain one), so this is exact and
+/// keeps document numbers for error messages even where documents are empty.
+fn split_yaml(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let marker = |m: &str| {
+            bare == m
+                || bare
+                    .strip_prefix(m)
+                    .is_some_and(|r| r.starts_with([' ', '\t']))
+        };
+        if marker("---") || marker("...") {
+            if offset > 0 || marker("...") {
+                parts.push(&text[start..offset]);
+            }
+            // Content after `--- ` on the marker line belongs to the new document.
+            start = if marker("---") {
+                offset + 3
+            } else {
+                offset + line.len()
+            };
+        }
+        offset += line.len();
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// Parser messages can span lines and carry hints for library users; keep the gist.
+pub(crate) fn one_line(message: &str) -> String {
+    let text = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let text = text.split(" --> <input>").next().unwrap_or(text);
+    text.split(", set DuplicateKeyPolicy")
+        .next()
+        .unwrap_or(text)
+        .to_string()
+}
+
+/// Field access helpers that produce located errors.
+pub(crate) fn str_field<'a>(doc: &'a Value, at: &Location, path: &str) -> Result<Option<&'a str>> {
+    match lookup(doc, path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ManifestError::input(
+            at.field(path),
+            format!("expected a string, found {}", type_name(other)),
+        )),
+    }
+}
+
+pub(crate) fn map_field<'a>(
+    doc: &'a Value,
+    at: &Location,
+    path: &str,
+) -> Result<Option<&'a serde_json::Map<String, Value>>> {
+    match lookup(doc, path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(other) => Err(ManifestError::input(
+            at.field(path),
+            format!("expected a mapping, found {}", type_name(other)),
+        )),
+    }
+}
+
+/// A mapping of string → string (labels, annotations, stringData).
+pub(crate) fn string_map(doc: &Value, at: &Location, path: &str) -> Result<Vec<(String, String)>> {
+    let Some(map) = map_field(doc, at, path)? else {
+        return Ok(Vec::new());
+    };
+    map.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k.clone(), s.clone())),
+            Value::Null => Ok((k.clone(), String::new())),
+            other => Err(ManifestError::input(
+                at.field(format!("{path}.{k}")),
+                format!("expected a string, found {} (quote it)", type_name(other)),
+            )),
+        })
+        .collect()
+}
+
+fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(doc, |v, part| v.get(part))
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_stream_numbers_documents_and_skips_empty_ones() {
+        let docs = parse_documents("f.yaml", "---\na: 1\n---\n---\nb: 2\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].at.doc, 1);
+        assert_eq!(docs[1].at.doc, 3);
+        let docs = parse_documents("f.yaml", "a: 1\n--- # c\nb: |\n  x\n  ---x\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].value["b"], "x\n---x\n");
+        let err = parse_documents("f.yaml", "a: 1\n---\nb: [\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("f.yaml:2: invalid YAML"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_list_and_errors() {
+        let docs =
+            parse_documents("f.json", r#"{"kind":"List","items":[{"a":1},{"b":2}]}"#).unwrap();
+        assert_eq!(docs.len(), 2);
+        let err = parse_documents("f.json", r#"{"a": 1"#).unwrap_err();
+        assert!(err.to_string().starts_with("f.json: invalid JSON"), "{err}");
+        let err = parse_documents("f.yaml", "a: 1\na: 2\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml:1: invalid YAML: line 2 column 1: duplicate mapping key: a"
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! Reading and writing SealedSecret documents, with located errors and a canonical output
+//! (sorted keys, one line per value and per wrapped key) so unchanged lines stay byte-identical.
+
+use super::docs::{map_field, str_field, type_name};
+use super::{Document, Format, ManifestError, Result};
+use crate::api::{API_VERSION, SealedSecret};
+use serde_json::Value;
+
+/// Whether a document is a gitseal SealedSecret.
+pub fn is_sealed(doc: &Value) -> bool {
+    doc.get("kind").and_then(Value::as_str) == Some("SealedSecret")
+        && doc.get("apiVersion").and_then(Value::as_str) == Some(API_VERSION)
+}
+
+/// Validate a document as a SealedSecret, naming the first field that is wrong.
+pub fn parse_sealed(doc: &Document) -> Result<SealedSecret> {
+    let (v, at) = (&doc.value, &doc.at);
+    if !is_sealed(v) {
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("none");
+        let api = v
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("none");
+        return Err(ManifestError::input(
+            at.field("kind"),
+            format!("not a SealedSecret ({API_VERSION}): found apiVersion {api}, kind {kind}"),
+        ));
+    }
+    if str_field(v, at, "metadata.name")?.is_none_or(str::is_empty) {
+        return Err(ManifestError::input(
+            at.field("metadata.name"),
+            "a SealedSecret needs a name",
+        ));
+    }
+    str_field(v, at, "metadata.namespace")?;
+    if let Some(scope) = str_field(v, at, "spec.scope")? {
+        scope
+            .parse::<crate::format::Scope>()
+            .map_err(|e| ManifestError::input(at.field("spec.scope"), e))?;
+    }
+    str_field(v, at, "spec.boundTo")?;
+    for (key, value) in map_field(v, at, "spec.encryptedData")?
+        .into_iter()
+        .flatten()
+    {
+        if !value.is_string() {
+            return Err(ManifestError::input(
+                at.field(format!("spec.encryptedData.{key}")),
+                format!("expected a sealed value string, found {}", type_name(value)),
+            ));
+        }
+    }
+    for (id, wrapped) in map_field(v, at, "spec.envelopes")?.into_iter().flatten() {
+        let field = format!("spec.envelopes.{id}");
+        let Value::Object(wrapped) = wrapped else {
+            return Err(ManifestError::input(
+                at.field(field),
+                format!(
+                    "expected key id → wrapped key, found {}",
+                    type_name(wrapped)
+                ),
+            ));
+        };
+        if let Some((kid, _)) = wrapped.iter().find(|(_, w)| !w.is_string()) {
+            return Err(ManifestError::input(
+                at.field(format!("{field}.{kid}")),
+                "expected a base64 age file",
+            ));
+        }
+    }
+    serde_json::from_value(v.clone())
+        .map_err(|e| ManifestError::input(at.clone(), format!("invalid SealedSecret: {e}")))
+}
+
+/// Emit SealedSecrets: YAML documents separated by `---`, or JSON (one object, or a List).
+pub fn emit_sealed(objects: &[SealedSecret], format: Format) -> String {
+    match format {
+        Format::Yaml => objects
+            .iter()
+            .map(|o| crate::yaml::to_string(o).expect("SealedSecret serializes"))
+            .collect::<Vec<_>>()
+            .join("---\n"),
+        Format::Json => {
+            let value = match objects {
+                [one] => serde_json::to_value(one),
+                many => serde_json::to_value(
+                    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": many}),
+                ),
+            }
+            .expect("SealedSecret serializes");
+            serde_json::to_string_pretty(&value).expect("JSON value serializes") + "\n"
+        }
+    }
+}
