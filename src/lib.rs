@@ -6,6 +6,7 @@
 //! what the controller reads).
 
 pub mod api;
+pub mod cli;
 pub mod crypto;
 pub mod format;
 pub mod manifest;

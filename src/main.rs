@@ -1,3 +1,5 @@
-fn main() {
-    print!("{}", gitseal::api::crds_yaml());
+//! The `gitseal` binary: everything lives in the library's `cli` module.
+
+fn main() -> std::process::ExitCode {
+    gitseal::cli::main()
 }

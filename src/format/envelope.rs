@@ -38,8 +38,8 @@ impl Sealer {
     ) -> Result<Self, FormatError> {
         let mut wrapped = BTreeMap::new();
         for r in recipients {
-            if !wrapped.contains_key(&r.key_id()) {
-                wrapped.insert(r.key_id(), STANDARD.encode(crypto::wrap(&key, r)?));
+            if let std::collections::btree_map::Entry::Vacant(slot) = wrapped.entry(r.key_id()) {
+                slot.insert(STANDARD.encode(crypto::wrap(&key, r)?));
             }
         }
         let envelope = Envelope {

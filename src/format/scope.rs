@@ -30,6 +30,11 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Whether values under this scope are bound to a namespace (strict and namespace).
+    pub fn binds_namespace(self) -> bool {
+        self != Scope::Cluster
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Strict => "strict",

@@ -163,14 +163,20 @@ impl Config {
         abs.strip_prefix(&self.dir).ok().map(Path::to_path_buf)
     }
 
-    /// The first rule covering `path` (`None`: standard input, matched by path-less rules).
-    pub fn rule_for(&self, path: Option<&Path>) -> Option<&Rule> {
+    /// Index of the first rule covering `path` (`None`: standard input, matched only by
+    /// path-less rules).
+    pub fn rule_index(&self, path: Option<&Path>) -> Option<usize> {
         let rel = path.and_then(|p| self.relative(p));
-        self.rules.iter().find(|r| match (&r.path, &rel) {
+        self.rules.iter().position(|r| match (&r.path, &rel) {
             (None, _) => true,
             (Some(glob), Some(rel)) => glob.is_match(rel),
             (Some(_), None) => false,
         })
+    }
+
+    /// The first rule covering `path`.
+    pub fn rule_for(&self, path: Option<&Path>) -> Option<&Rule> {
+        self.rule_index(path).map(|i| &self.rules[i])
     }
 
     /// Whether `gitseal verify` skips `path`.

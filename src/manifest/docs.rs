@@ -82,6 +82,27 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
     }
 }
 
+/// Emit objects as YAML documents separated by `---`, or JSON (one object, or a `List`).
+pub fn emit_documents<T: serde::Serialize>(objects: &[T], format: Format) -> String {
+    match format {
+        Format::Yaml => objects
+            .iter()
+            .map(|o| crate::yaml::to_string(o).expect("manifests serialize"))
+            .collect::<Vec<_>>()
+            .join("---\n"),
+        Format::Json => {
+            let value = match objects {
+                [one] => serde_json::to_value(one),
+                many => serde_json::to_value(
+                    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": many}),
+                ),
+            }
+            .expect("manifests serialize");
+            serde_json::to_string_pretty(&value).expect("JSON value serializes") + "\n"
+        }
+    }
+}
+
 /// Split a YAML stream at document markers. A `---` or `...` line at column 0 always ends a
 /// document in YAML 1.2 (block and flow scalars cannot contain one), so this is exact and
 /// keeps document numbers for error messages even where documents are empty.

@@ -2,6 +2,7 @@
 //! multi-document), the keyring file, `.gitseal.yaml`, and the conversions between them
 //! (seal, merge, unseal). Every error names the file, the document and the field.
 
+mod check;
 mod config;
 mod convert;
 mod docs;
@@ -9,14 +10,15 @@ mod keyring_file;
 mod sealed;
 mod secret;
 
+pub use check::{check_sealed, is_plain_secret_with_data};
 pub use config::{CONFIG_FILE, Config, Resolved, Rule, VerifyConfig, read_keyring};
 pub use convert::{
     MergeOutcome, SealOptions, bound_to, merge_into, open_values, seal, unseal, wanted_key_ids,
 };
-pub use docs::{Document, Format, parse_documents};
+pub use docs::{Document, Format, emit_documents, parse_documents};
 pub use keyring_file::{KEYRING_KIND, KeyringEntry, KeyringFile, KeyringMeta};
 pub use sealed::{emit_sealed, is_sealed, parse_sealed};
-pub use secret::{SCOPE_ANNOTATION, SecretInput, is_secret, parse_secret};
+pub use secret::{SCOPE_ANNOTATION, SecretInput, check_key, is_secret, parse_secret};
 
 use std::fmt;
 

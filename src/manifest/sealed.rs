@@ -74,21 +74,5 @@ pub fn parse_sealed(doc: &Document) -> Result<SealedSecret> {
 
 /// Emit SealedSecrets: YAML documents separated by `---`, or JSON (one object, or a List).
 pub fn emit_sealed(objects: &[SealedSecret], format: Format) -> String {
-    match format {
-        Format::Yaml => objects
-            .iter()
-            .map(|o| crate::yaml::to_string(o).expect("SealedSecret serializes"))
-            .collect::<Vec<_>>()
-            .join("---\n"),
-        Format::Json => {
-            let value = match objects {
-                [one] => serde_json::to_value(one),
-                many => serde_json::to_value(
-                    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": many}),
-                ),
-            }
-            .expect("SealedSecret serializes");
-            serde_json::to_string_pretty(&value).expect("JSON value serializes") + "\n"
-        }
-    }
+    super::docs::emit_documents(objects, format)
 }

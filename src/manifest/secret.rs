@@ -152,7 +152,7 @@ pub fn parse_secret(doc: &Document) -> Result<SecretInput> {
 }
 
 /// Kubernetes data keys: non-empty, at most 253 of `[-._a-zA-Z0-9]`.
-pub(crate) fn check_key(key: &str, at: &Location) -> Result<()> {
+pub fn check_key(key: &str, at: &Location) -> Result<()> {
     let valid = !key.is_empty()
         && key.len() <= 253
         && key
@@ -168,7 +168,7 @@ pub(crate) fn check_key(key: &str, at: &Location) -> Result<()> {
     }
 }
 
-fn check_len(len: usize, at: &Location) -> Result<()> {
+pub(crate) fn check_len(len: usize, at: &Location) -> Result<()> {
     if len > MAX_VALUE_LEN {
         return Err(ManifestError::input(
             at.clone(),

@@ -1,0 +1,118 @@
+//! Files in and out: expanding paths into manifest files, reading them (or stdin) into
+//! zeroizing buffers, and atomic writes (temp file in the same directory, then rename), so a
+//! failed command never leaves a half-written file.
+
+use super::Failure;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// A manifest source: a file (with the directory argument it was found under) or stdin.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// `None` for standard input.
+    pub path: Option<PathBuf>,
+    /// The directory argument this file was found under, for mirrored output.
+    pub root: Option<PathBuf>,
+}
+
+impl Source {
+    /// How errors name this source.
+    pub fn name(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "<stdin>".to_string(), |p| p.display().to_string())
+    }
+
+    /// The whole text, in a zeroizing buffer (it may hold plain text).
+    pub fn read(&self) -> Result<Zeroizing<String>, Failure> {
+        let mut text = Zeroizing::new(String::new());
+        let result = match &self.path {
+            None => std::io::stdin().read_to_string(&mut text),
+            Some(p) => std::fs::File::open(p).and_then(|mut f| f.read_to_string(&mut text)),
+        };
+        result.map_err(|e| Failure::input(format!("{}: cannot read: {e}", self.name())))?;
+        Ok(text)
+    }
+}
+
+/// Expand arguments (files, directories, `-`) into sources. Directories are walked
+/// recursively in sorted order, taking `*.yaml`, `*.yml` and `*.json`, skipping hidden entries.
+pub fn expand(args: &[String]) -> Result<Vec<Source>, Failure> {
+    let mut out = Vec::new();
+    for arg in args {
+        if arg == "-" {
+            out.push(Source {
+                path: None,
+                root: None,
+            });
+            continue;
+        }
+        let path = PathBuf::from(arg);
+        let meta = std::fs::metadata(&path).map_err(|e| Failure::input(format!("{arg}: {e}")))?;
+        if meta.is_dir() {
+            let mut files = Vec::new();
+            walk(&path, &mut files).map_err(|e| Failure::input(format!("{arg}: {e}")))?;
+            out.extend(files.into_iter().map(|f| Source {
+                path: Some(f),
+                root: Some(path.clone()),
+            }));
+        } else {
+            out.push(Source {
+                path: Some(path),
+                root: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(&path, out)?;
+        } else if is_manifest(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file name looks like a manifest.
+pub fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Write `bytes` to `path` atomically: a temp file next to it (mode `mode`), then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| Failure::input(format!("{}: cannot write: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".gitseal-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+/// Mode of files that hold only public or encrypted data.
+pub const PUBLIC_MODE: u32 = 0o644;
+/// Mode of files that hold key material or plain text.
+pub const PRIVATE_MODE: u32 = 0o600;

@@ -1,0 +1,246 @@
+//! Command-line interface: the clap definitions (doc comments are the help text), dispatch to
+//! one module per command, and the mapping of failures to documented exit codes. The only
+//! layer that prints.
+
+mod completions;
+mod io;
+mod keygen;
+mod recipients;
+mod seal;
+mod unseal;
+mod verify;
+
+use crate::manifest::{ErrorKind, ManifestError};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes (README § Exit codes).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// `verify` found problems; or an unexpected failure.
+    pub const PROBLEMS: u8 = 1;
+    /// Wrong command-line usage (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// Bad input: a file, document or field is not what the command takes.
+    pub const INPUT: u8 = 3;
+    /// Decryption failed: no matching key, binding mismatch, or tampering.
+    pub const DECRYPT: u8 = 4;
+    /// The cluster could not be reached or refused a request.
+    pub const CLUSTER: u8 = 5;
+}
+
+/// Seal Kubernetes Secrets for GitOps.
+///
+/// `gitseal seal` encrypts Secret manifests to a cluster's public keys (age X25519 wrapping a
+/// data key, AES-256-GCM per value) into SealedSecrets that are safe to commit; the gitseal
+/// controller turns them back into Secrets inside the cluster.
+#[derive(Debug, Parser)]
+#[command(name = "gitseal", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate an age X25519 identity in age-keygen's file format (written 0600).
+    Keygen(KeygenArgs),
+    /// Seal Secret manifests into SealedSecret manifests.
+    Seal(SealArgs),
+    /// Open SealedSecret manifests offline with an age identity (recovery path).
+    Unseal(UnsealArgs),
+    /// Check a tree of manifests offline; one line per problem, exit 1 if any.
+    Verify(VerifyArgs),
+    /// Print the CustomResourceDefinitions (generated from the Rust types).
+    Crds,
+    /// Print a shell completion script.
+    Completions {
+        /// Shell to generate completions for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Output format of manifests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    #[default]
+    Yaml,
+    Json,
+}
+
+impl From<Output> for crate::manifest::Format {
+    fn from(o: Output) -> Self {
+        match o {
+            Output::Yaml => Self::Yaml,
+            Output::Json => Self::Json,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the identity to FILE (0600, refused if it exists) and print only the public key.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Where recipients come from when no `.gitseal.yaml` rule should be used.
+#[derive(Debug, Args)]
+pub struct RecipientArgs {
+    /// Seal to this age recipient (repeatable). Overrides `.gitseal.yaml`.
+    #[arg(short, long = "recipient", value_name = "AGE1…")]
+    pub recipients: Vec<String>,
+    /// Seal to the Active key of this keyring file (repeatable). Overrides `.gitseal.yaml`.
+    #[arg(long = "keyring", value_name = "FILE")]
+    pub keyrings: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// Secret manifests: files, directories (recursive: *.yaml, *.yml, *.json) or `-` for stdin.
+    #[arg(value_name = "FILE|DIR|-")]
+    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    /// Write to FILE atomically instead of stdout; a directory (mirrored) when the input is one.
+    #[arg(short = 'w', long = "write", value_name = "PATH")]
+    pub write: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long = "output", value_enum, default_value_t)]
+    pub output: Output,
+    /// Namespace for Secrets that name none.
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// How far values may travel (default: the input's gitseal.dev/scope annotation, then
+    /// `.gitseal.yaml`, then strict).
+    #[arg(long, value_parser = parse_scope)]
+    pub scope: Option<crate::format::Scope>,
+    /// Seal only the given keys into this existing SealedSecret file, leaving every other line
+    /// as it is (rewritten atomically).
+    #[arg(long, value_name = "FILE")]
+    pub merge_into: Option<PathBuf>,
+    /// A value from the command line (repeatable), like kubectl create secret.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub from_literal: Vec<String>,
+    /// A value read from a file (repeatable).
+    #[arg(long, value_name = "KEY=PATH")]
+    pub from_file: Vec<String>,
+    /// A random alphanumeric value of LEN characters (default 32), never printed (repeatable).
+    #[arg(long, value_name = "KEY[=LEN]")]
+    pub generate: Vec<String>,
+    /// Name of the Secret built from --from-literal/--from-file/--generate.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Type of the Secret built from --from-* flags (e.g. kubernetes.io/tls).
+    #[arg(long = "type")]
+    pub type_: Option<String>,
+    /// Seal Secrets without any data.
+    #[arg(long)]
+    pub allow_empty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsealArgs {
+    /// SealedSecret manifest file, or `-` for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub input: String,
+    /// age identity file (age-keygen format, repeatable).
+    #[arg(
+        short,
+        long = "identity",
+        value_name = "FILE",
+        required = true,
+        env = "GITSEAL_IDENTITY"
+    )]
+    pub identities: Vec<PathBuf>,
+    /// Write the Secret(s) to FILE (0600, atomically) instead of stdout.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long = "output", value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Files or directories to check (recursive). Default: the current directory.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    /// Also decrypt every value with this age identity (repeatable).
+    #[arg(short, long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+}
+
+fn parse_scope(s: &str) -> Result<crate::format::Scope, String> {
+    s.parse()
+}
+
+/// A command's failure: a message for stderr and an exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn input(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::INPUT,
+            message: message.into(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::USAGE,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ManifestError> for Failure {
+    fn from(e: ManifestError) -> Self {
+        let code = match e.kind {
+            ErrorKind::Input => exit::INPUT,
+            ErrorKind::KeyNotFound | ErrorKind::BindingMismatch | ErrorKind::Tampered => {
+                exit::DECRYPT
+            }
+        };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+type CmdResult = Result<u8, Failure>;
+
+/// Parse the command line, run the command, print a failure: what `main` does.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> CmdResult {
+    match cli.command {
+        Command::Keygen(args) => keygen::run(args),
+        Command::Seal(args) => seal::run(args),
+        Command::Unseal(args) => unseal::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Crds => {
+            print!("{}", crate::api::crds_yaml());
+            Ok(exit::OK)
+        }
+        Command::Completions { shell } => completions::run(shell),
+    }
+}
