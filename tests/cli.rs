@@ -1,0 +1,476 @@
+//! The offline CLI end to end, through the real binary: keygen, seal/unseal round trips,
+//! JSON, directories, --merge-into minimal diffs, --from-* flags, .gitseal.yaml rules, verify.
+
+mod clitool;
+
+use clitool::{SECRET, Scratch};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+
+fn yaml_docs(text: &str) -> Vec<Value> {
+    gitseal::yaml::from_multiple(text).unwrap()
+}
+
+#[test]
+fn keygen_writes_an_age_keygen_style_0600_file_and_refuses_to_overwrite() {
+    let s = Scratch::new();
+    let meta = std::fs::metadata(s.path("key.txt")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = s.read("key.txt");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("# created: 20"), "{text}");
+    assert_eq!(lines[1], format!("# public key: {}", s.public));
+    assert!(lines[2].starts_with("AGE-SECRET-KEY-1"));
+    assert!(s.public.starts_with("age1"));
+    let again = s.run(&["keygen", "-o", "key.txt"], None);
+    assert_eq!(again.code, 3);
+    assert_eq!(s.read("key.txt"), text);
+}
+
+#[test]
+fn seal_unseal_round_trip_keeps_everything_but_last_applied() {
+    let s = Scratch::new();
+    let input = SECRET.replace(
+        "    note: hello\n",
+        "    note: hello\n    kubectl.kubernetes.io/last-applied-configuration: '{\"stringData\":{\"user\":\"admin\"}}'\n",
+    );
+    let sealed = s.seal(&input);
+    assert!(
+        !sealed.contains("admin") && !sealed.contains("aHVudGVyMg"),
+        "plain text leaked:\n{sealed}"
+    );
+    assert!(!sealed.contains("last-applied"));
+    let doc = &yaml_docs(&sealed)[0];
+    assert_eq!(doc["spec"]["scope"], "strict");
+    assert_eq!(doc["spec"]["boundTo"], "prod/db");
+    assert_eq!(doc["spec"]["template"]["type"], "Opaque");
+    assert_eq!(doc["spec"]["template"]["metadata"]["labels"]["app"], "db");
+    s.write("s.yaml", &sealed);
+    let out = s.run(&["unseal", "s.yaml", "-i", "key.txt"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let secret = &yaml_docs(&out.stdout)[0];
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(secret["metadata"]["name"], "db");
+    assert_eq!(secret["metadata"]["namespace"], "prod");
+    assert_eq!(
+        secret["metadata"]["annotations"],
+        serde_json::json!({"note": "hello"})
+    );
+    assert_eq!(
+        secret["data"],
+        serde_json::json!({"password": "aHVudGVyMg==", "user": "YWRtaW4="})
+    );
+    assert_eq!(secret["type"], "Opaque");
+
+    // -w writes plain text 0600.
+    let out = s.run(
+        &["unseal", "s.yaml", "-i", "key.txt", "-w", "plain.yaml"],
+        None,
+    );
+    assert_eq!(out.code, 0);
+    assert_eq!(
+        std::fs::metadata(s.path("plain.yaml"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn json_in_json_out_and_lists() {
+    let s = Scratch::new();
+    let json = r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Secret","metadata":{"name":"a","namespace":"n"},"stringData":{"k":"v1"}},
+        {"apiVersion":"v1","kind":"Secret","metadata":{"name":"b","namespace":"n"},"stringData":{"k":"v2"}}]}"#;
+    s.write("in.json", json);
+    let out = s.run(
+        &[
+            "seal", "-r", &s.public, "in.json", "-o", "json", "-w", "out.json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value = serde_json::from_str(&s.read("out.json")).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let out = s.run(&["unseal", "out.json", "-i", "key.txt", "-o", "json"], None);
+    let back: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(back["items"][1]["data"]["k"], "djI=");
+}
+
+#[test]
+fn directory_in_mirrored_directory_out() {
+    let s = Scratch::new();
+    for (i, dir) in ["a", "a/b", "c"].iter().enumerate() {
+        s.write(
+            &format!("in/{dir}/s{i}.yaml"),
+            &SECRET.replace("name: db", &format!("name: db{i}")),
+        );
+    }
+    s.write("in/notes.txt", "not a manifest");
+    let out = s.run(&["seal", "-r", &s.public, "in", "-w", "out"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("sealed 3 files"), "{}", out.stderr);
+    for (i, dir) in ["a", "a/b", "c"].iter().enumerate() {
+        let doc = &yaml_docs(&s.read(&format!("out/{dir}/s{i}.yaml")))[0];
+        assert_eq!(doc["metadata"]["name"], format!("db{i}"));
+    }
+    assert!(!s.path("out/notes.txt").exists());
+    // Without -w, everything goes to stdout as one stream.
+    let out = s.run(&["seal", "-r", &s.public, "in"], None);
+    assert_eq!(yaml_docs(&out.stdout).len(), 3);
+}
+
+#[test]
+fn merge_into_changes_only_the_new_lines() {
+    let s = Scratch::new();
+    let sealed = s.seal(SECRET);
+    s.write("s.yaml", &sealed);
+    let out = s.run(
+        &[
+            "seal",
+            "-r",
+            &s.public,
+            "--merge-into",
+            "s.yaml",
+            "--from-literal",
+            "api-token=t0k3n",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("added [api-token], replaced []"),
+        "{}",
+        out.stderr
+    );
+    let after = s.read("s.yaml");
+    // Every line of the old file is still there, byte for byte and in order.
+    let mut new_lines = after.lines();
+    for old in sealed.lines() {
+        assert!(new_lines.any(|l| l == old), "line changed or moved: {old}");
+    }
+    let added: Vec<&str> = after
+        .lines()
+        .filter(|l| !sealed.lines().any(|o| o == *l))
+        .collect();
+    assert_eq!(
+        added.len(),
+        3,
+        "value, envelope id and wrapped key lines: {added:#?}"
+    );
+    assert!(added[0].trim_start().starts_with("api-token: gs1:strict:"));
+
+    // Replacing a key: its old envelope is no longer used by it, but still by `user`.
+    let out = s.run(
+        &[
+            "seal",
+            "-r",
+            &s.public,
+            "--merge-into",
+            "s.yaml",
+            "--from-literal",
+            "password=new",
+        ],
+        None,
+    );
+    assert!(out.stderr.contains("replaced [password]"), "{}", out.stderr);
+    let out = s.run(&["unseal", "s.yaml", "-i", "key.txt"], None);
+    let secret = &yaml_docs(&out.stdout)[0];
+    assert_eq!(secret["data"]["password"], "bmV3");
+    assert_eq!(secret["data"]["user"], "YWRtaW4=");
+    assert_eq!(secret["data"]["api-token"], "dDBrM24=");
+
+    // Replacing every key of the first seal drops its envelope.
+    let out = s.run(
+        &[
+            "seal",
+            "-r",
+            &s.public,
+            "--merge-into",
+            "s.yaml",
+            "--from-literal",
+            "user=u2",
+        ],
+        None,
+    );
+    assert!(
+        out.stderr.contains("dropped 1 unused envelope"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        s.run(
+            &["verify", "-r", &s.public, "-i", "key.txt", "s.yaml"],
+            None
+        )
+        .code,
+        0
+    );
+}
+
+#[test]
+fn from_flags_and_generate_never_prints_the_value() {
+    let s = Scratch::new();
+    s.write("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    let out = s.run(
+        &[
+            "seal",
+            "-r",
+            &s.public,
+            "--name",
+            "app",
+            "-n",
+            "dev",
+            "--from-literal",
+            "user=me",
+            "--from-file",
+            "ca.crt=ca.pem",
+            "--generate",
+            "password",
+            "--generate",
+            "pin=6",
+            "--type",
+            "Opaque",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.write("s.yaml", &out.stdout);
+    let open = s.run(&["unseal", "s.yaml", "-i", "key.txt"], None);
+    let data = &yaml_docs(&open.stdout)[0]["data"];
+    use base64::Engine;
+    let get = |k: &str| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(data[k].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let password = get("password");
+    assert_eq!(password.len(), 32);
+    assert!(password.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(get("pin").len(), 6);
+    assert_eq!(get("user"), "me");
+    assert_eq!(get("ca.crt"), "-----BEGIN CERTIFICATE-----\n");
+    assert!(!out.stdout.contains(&password) && !out.stderr.contains(&password));
+    // A second run generates a different value.
+    let again = s.run(
+        &[
+            "seal",
+            "-r",
+            &s.public,
+            "--name",
+            "app",
+            "-n",
+            "dev",
+            "--generate",
+            "password",
+        ],
+        None,
+    );
+    s.write("s2.yaml", &again.stdout);
+    let open2 = s.run(&["unseal", "s2.yaml", "-i", "key.txt"], None);
+    assert_ne!(
+        yaml_docs(&open2.stdout)[0]["data"]["password"],
+        data["password"]
+    );
+}
+
+#[test]
+fn gitseal_yaml_rules_pick_keyrings_recovery_keys_and_scope() {
+    let s = Scratch::new();
+    let prod = gitseal::crypto::Identity::generate();
+    let staging = gitseal::crypto::Identity::generate();
+    let ring = |name: &str, id: &gitseal::crypto::Identity| {
+        gitseal::manifest::KeyringFile::new(
+            name,
+            vec![gitseal::manifest::KeyringEntry::new(
+                &id.recipient(),
+                gitseal::api::KeyState::Active,
+                None,
+            )],
+        )
+        .to_yaml()
+    };
+    s.write("repo/clusters/prod/keyring.yaml", &ring("prod", &prod));
+    s.write(
+        "repo/clusters/staging/keyring.yaml",
+        &ring("staging", &staging),
+    );
+    s.write(
+        "repo/.gitseal.yaml",
+        &format!(
+            "rules:\n  - path: 'clusters/prod/**'\n    keyrings: [clusters/prod/keyring.yaml]\n    recipients: [{r}]\n  - path: 'clusters/staging/**'\n    keyrings: [clusters/staging/keyring.yaml]\n    scope: namespace\n",
+            r = s.public
+        ),
+    );
+    s.write("repo/clusters/prod/secrets/db.yaml", SECRET);
+    s.write(
+        "repo/clusters/staging/secrets/db.yaml",
+        &SECRET.replace("prod", "staging"),
+    );
+    let repo = s.path("repo/clusters");
+    let run = |args: &[&str]| clitool::run_in(&repo, args, None);
+    let out = run(&[
+        "seal",
+        "prod/secrets/db.yaml",
+        "-w",
+        "prod/secrets/db.sealed.yaml",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc =
+        &yaml_docs(&std::fs::read_to_string(repo.join("prod/secrets/db.sealed.yaml")).unwrap())[0];
+    let envelope = doc["spec"]["envelopes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let kids: Vec<&String> = envelope.as_object().unwrap().keys().collect();
+    let mut want = vec![prod.key_id(), gitseal::crypto::key_id(&s.public)];
+    want.sort();
+    assert_eq!(
+        kids,
+        want.iter().collect::<Vec<_>>(),
+        "prod keyring + recovery key"
+    );
+    assert_eq!(doc["spec"]["scope"], "strict");
+
+    let out = run(&["seal", "staging/secrets/db.yaml"]);
+    let doc = &yaml_docs(&out.stdout)[0];
+    assert_eq!(doc["spec"]["scope"], "namespace");
+    assert_eq!(doc["spec"]["boundTo"], "staging");
+
+    // The recovery key opens the prod file offline.
+    let key = s.path("key.txt");
+    let out = run(&[
+        "unseal",
+        "prod/secrets/db.sealed.yaml",
+        "-i",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // stdin matches no path rule here.
+    let out = clitool::run_in(&repo, &["seal", "-"], Some(SECRET));
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains("<stdin>: no recipients configured"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn verify_reports_one_line_per_problem() {
+    let s = Scratch::new();
+    let other = gitseal::crypto::Identity::generate();
+    s.write(
+        ".gitseal.yaml",
+        &format!(
+            "rules:\n  - recipients: [{}]\nverify:\n  exclude: ['fixtures/**']\n",
+            s.public
+        ),
+    );
+    let good = s.seal(SECRET);
+    s.write("tree/good.yaml", &good);
+    s.write("fixtures/plain.yaml", SECRET);
+    s.write(
+        "tree/chart/templates/x.yaml",
+        "{{ if .Values.x }}\nkind: Deployment\n{{ end }}\n",
+    );
+    let out = s.run(&["verify", "tree"], None);
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("0 problem(s); checked 2 file(s), 1 SealedSecret(s)"),
+        "{}",
+        out.stderr
+    );
+
+    s.write("tree/plain.yaml", SECRET);
+    s.write(
+        "tree/moved.yaml",
+        &good.replace("namespace: prod", "namespace: staging"),
+    );
+    let stranger = clitool::run_in(
+        s.dir.path(),
+        &["seal", "-r", other.recipient().as_str(), "-"],
+        Some(SECRET),
+    );
+    s.write("tree/stranger.yaml", &stranger.stdout);
+    s.write(
+        "tree/broken.yaml",
+        &good.replacen("gs1:strict:", "gs2:strict:", 1),
+    );
+    let out = s.run(&["verify", "tree"], None);
+    assert_eq!(out.code, 1);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    assert!(
+        lines[0].starts_with(
+            "tree/broken.yaml:1:spec.encryptedData.password: unknown format version \"gs2\""
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(
+            "tree/moved.yaml:1:spec.boundTo: sealed for prod/db, but the metadata says staging/db"
+        ),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("tree/plain.yaml:1:data: plain Secret with data"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains(&format!("tree/stranger.yaml:1:spec.envelopes."))
+            && lines[3].contains(&format!(
+                "wrapped for key id {}, which is not a known recipient",
+                other.key_id()
+            )),
+        "{}",
+        lines[3]
+    );
+
+    // With -i, values are decrypted too: a tampered value is found.
+    std::fs::remove_dir_all(s.path("tree")).unwrap();
+    let value_line = good.lines().find(|l| l.contains("user: gs1:")).unwrap();
+    let tampered = format!("{}A==", &value_line[..value_line.len() - 3]);
+    s.write("tree/t.yaml", &good.replace(value_line, &tampered));
+    let plain = s.run(&["verify", "tree"], None);
+    let deep = s.run(&["verify", "-i", "key.txt", "tree"], None);
+    assert_eq!(plain.code, 0, "{}", plain.stdout);
+    assert_eq!(deep.code, 1);
+    assert!(
+        deep.stdout
+            .starts_with("tree/t.yaml:1:spec.encryptedData.user: value does not authenticate"),
+        "{}",
+        deep.stdout
+    );
+}
+
+#[test]
+fn crds_and_completions() {
+    let s = Scratch::new();
+    let out = s.run(&["crds"], None);
+    let docs = yaml_docs(&out.stdout);
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["sealedsecrets.gitseal.dev", "sealingkeys.gitseal.dev"]
+    );
+    let out = s.run(&["completions", "bash"], None);
+    assert!(out.stdout.contains("_gitseal"));
+    assert!(out.stdout.contains("--merge-into"));
+}
