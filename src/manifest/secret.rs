@@ -177,3 +177,22 @@ pub(crate) fn check_len(len: usize, at: &Location) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_keys_not_values() {
+        let docs = super::super::parse_documents(
+            "s.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\nstringData: {password: hunter2}\n",
+        )
+        .unwrap();
+        let shown = format!("{:?}", parse_secret(&docs[0]).unwrap());
+        assert!(
+            shown.contains("password") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+}
