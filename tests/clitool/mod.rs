@@ -20,10 +20,16 @@ pub struct Scratch {
 impl Scratch {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let s = Scratch { dir, public: String::new() };
+        let s = Scratch {
+            dir,
+            public: String::new(),
+        };
         let out = s.run(&["keygen", "-o", "key.txt"], None);
         assert_eq!(out.code, 0, "keygen: {}", out.stderr);
-        Scratch { public: out.stdout.trim().to_string(), ..s }
+        Scratch {
+            public: out.stdout.trim().to_string(),
+            ..s
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
