@@ -1,0 +1,48 @@
+// kube-controller-manager (k8s.io/kubernetes/cmd/kube-controller-manager/app)
+// running only the controllers gitseal's tests rely on: garbage collector,
+// namespace deletion, and service accounts (default account + token secrets).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+// Controllers run by the controller manager.
+const Controllers = "garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller"
+
+func runControllerManager(st *State) error {
+	if err := waitFor(context.Background(), 5*time.Minute, func() error { return apiserverReady(st) }); err != nil {
+		return fmt.Errorf("apiserver at %s not ready: %w", st.APIServerURL(), err)
+	}
+	if err := st.writePID("controller-manager"); err != nil {
+		return err
+	}
+	// The controller manager keeps no state of its own, so a signal simply ends
+	// the process (its Run loop has no shutdown hook when started from the command).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "controller-manager: %v, exiting\n", s)
+		os.Exit(0)
+	}()
+	cmd := kcmapp.NewControllerManagerCommand()
+	cmd.SetArgs([]string{
+		"--kubeconfig=" + st.Kubeconfig(),
+		"--controllers=" + Controllers,
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--use-service-account-credentials=false",
+		"--service-account-private-key-file=" + st.path("pki", "sa.key"),
+		"--root-ca-file=" + st.path("pki", "ca.crt"),
+	})
+	fmt.Printf("ready controllers=%s\n", Controllers)
+	return cmd.Execute()
+}
