@@ -51,10 +51,12 @@ fn options<'a>(args: &'a SealArgs, resolved: &'a crate::manifest::Resolved) -> S
     }
 }
 
-/// Seal every Secret of one source.
+/// Seal every Secret of one source. `.gitseal.yaml` rules match `rule_path`: where the sealed
+/// file will be written (`-w`), else the input file.
 fn seal_source(
     args: &SealArgs,
     src: &Source,
+    rule_path: Option<&Path>,
     recipients: &mut Recipients,
 ) -> Result<Vec<SealedSecret>, Failure> {
     let name = src.name();
@@ -64,7 +66,7 @@ fn seal_source(
         return Err(Failure::input(format!("{name}: no documents")));
     }
     let resolved = recipients
-        .for_path(src.path.as_deref())?
+        .for_path(rule_path)?
         .ok_or_else(|| none_configured(&name))?;
     let opts = options(args, resolved);
     docs.iter()
@@ -96,15 +98,13 @@ fn seal_sources(args: &SealArgs, mut recipients: Recipients) -> CmdResult {
         let out_dir = args.write.clone().expect("mirrored implies -w");
         let mut outputs = Vec::with_capacity(sources.len());
         for src in &sources {
-            let sealed = seal_source(args, src, &mut recipients)?;
             let path = src.path.as_ref().expect("directory entries are files");
             let rel = path
                 .strip_prefix(src.root.as_ref().expect("directory entry"))
                 .unwrap_or(path);
-            outputs.push((
-                out_dir.join(output_name(rel, format)),
-                emit_sealed(&sealed, format),
-            ));
+            let dest = out_dir.join(output_name(rel, format));
+            let sealed = seal_source(args, src, Some(&dest), &mut recipients)?;
+            outputs.push((dest, emit_sealed(&sealed, format)));
         }
         for (path, text) in &outputs {
             write_atomic(path, text.as_bytes(), PUBLIC_MODE)?;
@@ -114,7 +114,8 @@ fn seal_sources(args: &SealArgs, mut recipients: Recipients) -> CmdResult {
     }
     let mut all = Vec::new();
     for src in &sources {
-        all.extend(seal_source(args, src, &mut recipients)?);
+        let rule_path = args.write.as_deref().or(src.path.as_deref());
+        all.extend(seal_source(args, src, rule_path, &mut recipients)?);
     }
     emit(args, &all)
 }
@@ -141,7 +142,7 @@ fn emit(args: &SealArgs, sealed: &[SealedSecret]) -> CmdResult {
 fn seal_flags(args: &SealArgs, name: String, mut recipients: Recipients) -> CmdResult {
     let input = flag_input(args, name)?;
     let resolved = recipients
-        .for_path(None)?
+        .for_path(args.write.as_deref())?
         .ok_or_else(|| none_configured("--from-* flags"))?;
     let sealed = seal(&input, &options(args, resolved))?;
     emit(args, &[sealed])
