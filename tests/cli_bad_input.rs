@@ -407,10 +407,10 @@ fn bad_input_table() {
         if s.path("out.yaml").exists() {
             problems.push("left out.yaml behind".into());
         }
-        if let Some(before) = merge_target {
-            if s.read("s.yaml") != before {
-                problems.push("changed the file it failed to merge into".into());
-            }
+        if let Some(before) = merge_target
+            && s.read("s.yaml") != before
+        {
+            problems.push("changed the file it failed to merge into".into());
         }
         let stray: Vec<_> = std::fs::read_dir(s.dir.path())
             .unwrap()
