@@ -331,7 +331,7 @@ fn gitseal_yaml_rules_pick_keyrings_recovery_keys_and_scope() {
         .next()
         .unwrap();
     let kids: Vec<&String> = envelope.as_object().unwrap().keys().collect();
-    let mut want = vec![prod.key_id(), gitseal::crypto::key_id(&s.public)];
+    let mut want = [prod.key_id(), gitseal::crypto::key_id(&s.public)];
     want.sort();
     assert_eq!(
         kids,
@@ -431,7 +431,7 @@ fn verify_reports_one_line_per_problem() {
         lines[2]
     );
     assert!(
-        lines[3].contains(&format!("tree/stranger.yaml:1:spec.envelopes."))
+        lines[3].contains("tree/stranger.yaml:1:spec.envelopes.")
             && lines[3].contains(&format!(
                 "wrapped for key id {}, which is not a known recipient",
                 other.key_id()
