@@ -7,7 +7,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod crypto;
 pub mod format;
+pub mod keyring;
 pub mod manifest;
 pub mod yaml;

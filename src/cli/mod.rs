@@ -3,8 +3,11 @@
 //! layer that prints.
 
 mod completions;
+mod controller;
 mod io;
 mod keygen;
+mod keys;
+mod kube;
 mod recipients;
 mod seal;
 mod unseal;
@@ -53,6 +56,11 @@ pub enum Command {
     Unseal(UnsealArgs),
     /// Check a tree of manifests offline; one line per problem, exit 1 if any.
     Verify(VerifyArgs),
+    /// Run the in-cluster controller: SealedSecrets → Secrets, keys, drift repair.
+    Controller(ControllerArgs),
+    /// The cluster's sealing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the CustomResourceDefinitions (generated from the Rust types).
     Crds,
     /// Print a shell completion script.
@@ -175,6 +183,108 @@ pub struct VerifyArgs {
     pub identities: Vec<PathBuf>,
 }
 
+/// How to reach the cluster (kubectl's flags and defaults).
+#[derive(Debug, Args, Clone)]
+pub struct KubeArgs {
+    /// Path of the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write the cluster's public keys to a keyring file (reads SealingKeys through the plain
+    /// API; no service proxy).
+    Fetch(KeysFetchArgs),
+    /// Show the cluster's keys: name, key id, state, age, users.
+    List(KeysListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysFetchArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Write to FILE atomically instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Name recorded in the keyring (default: the kubeconfig context).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Namespace of the key Secrets and the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "gitseal-system")]
+    pub namespace: String,
+    /// Reconcile SealedSecrets only in this namespace (repeatable; default: all).
+    #[arg(long = "watch-namespace", value_name = "NS")]
+    pub watch_namespaces: Vec<String>,
+    /// Create a new Active key when the current one is this old (e.g. 30d, 12h; 0 = never).
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    pub key_renew_interval: std::time::Duration,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Elect a leader with a Lease (only the leader writes).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// How long a leader's lease lasts without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: std::time::Duration,
+    /// SealedSecrets reconciled at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// This replica's name in the Lease and Events.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+/// `30d`, `12h`, `15m`, `10s`, `500ms` or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 30d, 12h, 15m, 10s"))?;
+    let secs = match unit {
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?}: use ms, s, m, h or d"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 fn parse_scope(s: &str) -> Result<crate::format::Scope, String> {
     s.parse()
 }
@@ -237,6 +347,9 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Seal(args) => seal::run(args),
         Command::Unseal(args) => unseal::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Controller(args) => controller::run(args),
+        Command::Keys(KeysCommand::Fetch(args)) => keys::fetch(args),
+        Command::Keys(KeysCommand::List(args)) => keys::list(args),
         Command::Crds => {
             print!("{}", crate::api::crds_yaml());
             Ok(exit::OK)

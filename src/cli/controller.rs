@@ -1,0 +1,49 @@
+//! `gitseal controller`: logging setup and the controller's configuration from flags.
+
+use super::kube::{block_on, client, cluster_failure};
+use super::{CmdResult, ControllerArgs, LogFormat, exit};
+use tracing_subscriber::EnvFilter;
+
+pub fn run(args: ControllerArgs) -> CmdResult {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "gitseal".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let config = crate::controller::Config {
+        namespace: args.namespace,
+        watch_namespaces: args.watch_namespaces,
+        key_renew_interval: args.key_renew_interval,
+        metrics_addr: args.metrics_addr,
+        leader_elect: args.leader_elect,
+        lease_duration: args.lease_duration,
+        identity,
+        concurrency: args.concurrency,
+    };
+    block_on(async {
+        let client = client(&args.kube).await?;
+        tokio::select! {
+            r = crate::controller::run(client, config) => r.map_err(cluster_failure)?,
+            _ = shutdown() => tracing::info!("shutting down"),
+        }
+        Ok(exit::OK)
+    })
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

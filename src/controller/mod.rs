@@ -1,0 +1,289 @@
+//! The in-cluster controller: SealedSecret → Secret reconcilers (one per watched namespace,
+//! or one for all), the leader-only key manager, Lease leader election, and the HTTP
+//! endpoints (/metrics, /healthz, /readyz). Only the leader writes; a standby replica keeps
+//! its caches warm and takes over when the lease expires.
+
+mod http;
+mod keys;
+mod leader;
+pub mod metrics;
+mod reconcile;
+pub mod secret;
+
+pub use leader::LeaseConfig;
+pub use reconcile::Error;
+
+use crate::api::{SealedSecret, SealingKey};
+use crate::keyring::{KEY_LABEL, PrivateKeys};
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Field manager of every write (server-side apply and creates).
+pub const FIELD_MANAGER: &str = "gitseal-controller";
+
+/// How the controller runs (flags of `gitseal controller`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Namespace of the key Secrets and the leader Lease.
+    pub namespace: String,
+    /// Namespaces whose SealedSecrets are reconciled; empty means all.
+    pub watch_namespaces: Vec<String>,
+    /// Create a new Active key when the current one is this old (zero: never).
+    pub key_renew_interval: Duration,
+    /// Where /metrics, /healthz and /readyz listen.
+    pub metrics_addr: SocketAddr,
+    /// Run leader election (off: this replica always leads).
+    pub leader_elect: bool,
+    pub lease_duration: Duration,
+    /// This replica's name (pod name), for the Lease and Events.
+    pub identity: String,
+    /// SealedSecrets reconciled at once.
+    pub concurrency: u16,
+}
+
+/// What reconcilers share.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub recorder: Recorder,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Managed Secrets (label selector), one store per watched scope.
+    secret_stores: Vec<Store<Secret>>,
+    /// Key Secrets in the controller's namespace.
+    key_secrets: Store<Secret>,
+    /// SealedSecrets, one store per watched scope (for key usage counts).
+    pub sealed_stores: Vec<Store<SealedSecret>>,
+    failures: Mutex<HashMap<ObjectRef<SealedSecret>, u32>>,
+}
+
+impl Context {
+    /// The cluster's private keys, from the key Secret cache.
+    pub fn private_keys(&self) -> PrivateKeys {
+        let secrets = self.key_secrets.state();
+        PrivateKeys::from_secrets(secrets.iter().map(|s| s.as_ref()))
+    }
+
+    /// The cached managed Secret `ns/name`, if any.
+    pub fn managed_secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
+        let key = ObjectRef::new(name).within(ns);
+        self.secret_stores.iter().find_map(|s| s.get(&key))
+    }
+
+    fn count_failure(&self, obj: ObjectRef<SealedSecret>) -> u32 {
+        let mut f = self.failures.lock().expect("failure map lock");
+        let n = f.entry(obj).or_insert(0);
+        *n += 1;
+        *n - 1
+    }
+
+    fn forget_failures(&self, obj: &ObjectRef<SealedSecret>) {
+        self.failures.lock().expect("failure map lock").remove(obj);
+    }
+}
+
+/// Watched scopes: `None` is all namespaces.
+fn scopes(config: &Config) -> Vec<Option<String>> {
+    if config.watch_namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.watch_namespaces.iter().cloned().map(Some).collect()
+    }
+}
+
+fn api_in<K>(client: &Client, scope: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Run until the process is stopped, or leadership is lost (then return an error so the
+/// pod restarts with clean caches).
+pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let server = tokio::spawn(http::serve(config.metrics_addr, metrics.clone(), ready_rx));
+
+    // Caches: key Secrets, managed Secrets and SealedSecrets per scope, SealingKeys.
+    let selector = format!("{}={}", secret::MANAGED_BY.0, secret::MANAGED_BY.1);
+    let key_api: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
+    let (key_secrets, key_writer) = reflector::store();
+    let key_changes = watcher(key_api, watcher::Config::default().labels(KEY_LABEL))
+        .default_backoff()
+        .reflect(key_writer)
+        .touched_objects();
+    let mut secret_stores = Vec::new();
+    let mut secret_streams = Vec::new();
+    let mut sealed_stores = Vec::new();
+    let mut sealed_streams = Vec::new();
+    for scope in scopes(&config) {
+        let (store, writer) = reflector::store_shared(256);
+        let subscriber = writer.subscribe().expect("shared store");
+        let stream = watcher(
+            api_in::<Secret>(&client, &scope),
+            watcher::Config::default().labels(&selector),
+        )
+        .default_backoff()
+        .reflect_shared(writer)
+        .for_each(|_| future::ready(()));
+        secret_stores.push(store);
+        secret_streams.push((stream, subscriber));
+        let (sealed_store, sealed_writer) = reflector::store_shared(256);
+        let sealed_sub = sealed_writer.subscribe().expect("shared store");
+        let sealed_stream = watcher(
+            api_in::<SealedSecret>(&client, &scope),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect_shared(sealed_writer)
+        .for_each(|_| future::ready(()));
+        sealed_stores.push(sealed_store);
+        sealed_streams.push((sealed_stream, sealed_sub));
+    }
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: Some(config.identity.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: config.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        secret_stores: secret_stores.clone(),
+        key_secrets: key_secrets.clone(),
+        sealed_stores: sealed_stores.clone(),
+        failures: Mutex::default(),
+    });
+
+    // Key changes (new key Secrets) re-reconcile everything; SealingKey changes wake the key manager.
+    let (key_tick_tx, key_tick_rx) = watch::channel(());
+    let key_tick = key_tick_tx.clone();
+    let sk_watch = watcher(
+        Api::<SealingKey>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(move |_| {
+        let _ = key_tick.send(());
+        future::ready(())
+    });
+    let (all_tx, all_rx) = tokio::sync::broadcast::channel::<()>(16);
+    let key_watch = key_changes.for_each(move |_| {
+        let _ = all_tx.send(());
+        let _ = key_tick_tx.send(());
+        future::ready(())
+    });
+
+    // Leadership.
+    let (leading_tx, mut leading) = watch::channel(!config.leader_elect);
+    if config.leader_elect {
+        let lease = LeaseConfig {
+            namespace: config.namespace.clone(),
+            name: "gitseal-controller".into(),
+            holder: config.identity.clone(),
+            duration: config.lease_duration,
+            retry: config.lease_duration / 5,
+        };
+        tokio::spawn(leader::run(client.clone(), lease, leading_tx));
+    }
+
+    let mut caches = Vec::new();
+    let mut controllers = Vec::new();
+    for ((secret_stream, secret_sub), (sealed_stream, sealed_sub)) in
+        secret_streams.into_iter().zip(sealed_streams)
+    {
+        caches.push(tokio::spawn(secret_stream));
+        caches.push(tokio::spawn(sealed_stream));
+        controllers.push((secret_sub, sealed_sub));
+    }
+    caches.push(tokio::spawn(key_watch));
+    caches.push(tokio::spawn(sk_watch));
+    for s in &secret_stores {
+        s.wait_until_ready().await?;
+    }
+    for s in &sealed_stores {
+        s.wait_until_ready().await?;
+    }
+    key_secrets.wait_until_ready().await?;
+    ready_tx.send_replace(true);
+    tracing::info!(
+        leader_election = config.leader_elect,
+        "caches synced; waiting for leadership"
+    );
+
+    while !*leading.borrow_and_update() {
+        leading.changed().await?;
+    }
+    ctx.metrics.leader.set(1);
+    tracing::info!(identity = %config.identity, "leading");
+
+    let mut work = Vec::new();
+    for ((secret_sub, sealed_sub), sealed_store) in
+        controllers.into_iter().zip(sealed_stores.iter().cloned())
+    {
+        let all = tokio_stream_of(all_rx.resubscribe());
+        let controller = Controller::for_shared_stream(sealed_sub, sealed_store)
+            .owns_shared_stream(secret_sub)
+            .reconcile_all_on(all)
+            .with_config(
+                kube::runtime::controller::Config::default().concurrency(config.concurrency),
+            )
+            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+            .for_each(|_| future::ready(()));
+        work.push(tokio::spawn(controller));
+    }
+    work.push(tokio::spawn(key_manager(ctx.clone(), key_tick_rx)));
+
+    // Lost leadership: stop writing at once and leave.
+    while *leading.borrow_and_update() {
+        if leading.changed().await.is_err() {
+            break;
+        }
+    }
+    ctx.metrics.leader.set(0);
+    for task in work.iter().chain(caches.iter()) {
+        task.abort();
+    }
+    server.abort();
+    anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by")
+}
+
+/// A broadcast receiver as a stream of triggers (lagging just means "reconcile all" anyway).
+fn tokio_stream_of(
+    rx: tokio::sync::broadcast::Receiver<()>,
+) -> impl futures::Stream<Item = ()> + Send {
+    use tokio::sync::broadcast::error::RecvError;
+    futures::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Ok(()) | Err(RecvError::Lagged(_)) => Some(((), rx)),
+            Err(RecvError::Closed) => None,
+        }
+    })
+}
+
+/// Run the key manager on every key change, and every 30 s for renewal and usage counts.
+async fn key_manager(ctx: Arc<Context>, mut ticks: watch::Receiver<()>) {
+    loop {
+        if let Err(e) = keys::manage(&ctx).await {
+            tracing::warn!(error = %e, "key manager pass failed; retrying");
+        }
+        tokio::select! {
+            _ = ticks.changed() => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+    }
+}

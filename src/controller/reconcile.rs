@@ -1,0 +1,295 @@
+//! SealedSecret → Secret: pick private keys by key id, open every value, write the Secret
+//! with server-side apply when it differs, and report status and Events. `error_policy`
+//! backs off per object, so one bad object never blocks the others.
+
+use super::secret::{adoptable, desired, in_sync, owned_by};
+use super::{Context, FIELD_MANAGER};
+use crate::api::{SealedSecret, SealedSecretStatus};
+use crate::format::Opener;
+use crate::manifest::{ErrorKind, Location, check_sealed, open_values, wanted_key_ids};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why an object is not Ready. The message names the cause and never holds plain text.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{reason}: {message}")]
+    Unseal {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Unseal { reason, .. } => reason,
+            Error::Kube(_) => "ApiError",
+        }
+    }
+}
+
+fn unseal_error(reason: &'static str, message: impl Into<String>) -> Error {
+    Error::Unseal {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// What a successful reconcile did to the Secret.
+#[derive(Debug, PartialEq, Eq)]
+enum Wrote {
+    Nothing,
+    Created,
+    Updated,
+    Repaired,
+}
+
+pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = apply(&sealed, &ctx).await;
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let key_ids: Vec<String> = wanted_key_ids(&sealed).into_iter().collect();
+    let (condition, event) = match &result {
+        Ok(wrote) => {
+            ctx.metrics.reconciled("Unsealed");
+            let msg = format!("Secret {} is up to date", sealed.name_any());
+            let event = match wrote {
+                Wrote::Nothing => None,
+                Wrote::Created => Some((
+                    "Unsealed",
+                    "Created",
+                    format!("created Secret {}", sealed.name_any()),
+                )),
+                Wrote::Updated => Some((
+                    "Unsealed",
+                    "Updated",
+                    format!("updated Secret {}", sealed.name_any()),
+                )),
+                Wrote::Repaired => Some((
+                    "DriftRepaired",
+                    "Restored",
+                    format!(
+                        "restored Secret {} to what the SealedSecret says",
+                        sealed.name_any()
+                    ),
+                )),
+            };
+            (
+                ready("True", "Unsealed", &msg),
+                event.map(|(r, a, n)| (EventType::Normal, r, a, n)),
+            )
+        }
+        Err(e) => {
+            ctx.metrics.reconciled(e.reason());
+            let msg = match e {
+                Error::Unseal { message, .. } => message.clone(),
+                Error::Kube(k) => k.to_string(),
+            };
+            (
+                ready("False", e.reason(), &msg),
+                Some((EventType::Warning, e.reason(), "Unseal", msg)),
+            )
+        }
+    };
+    update_status(&sealed, &ctx, condition, key_ids).await?;
+    if let Some((type_, reason, action, note)) = event {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &sealed.object_ref(&())).await {
+            tracing::warn!(error = %e, "could not publish an Event");
+        }
+    }
+    match result {
+        Ok(_) => {
+            ctx.forget_failures(&ObjectRef::from_obj(&*sealed));
+            Ok(Action::await_change())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Exponential backoff per object: 0.5 s doubling to 5 min.
+pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
+    let n = ctx.count_failure(ObjectRef::from_obj(&*sealed));
+    let delay = Duration::from_millis(500)
+        .saturating_mul(1u32 << n.min(10))
+        .min(Duration::from_secs(300));
+    tracing::info!(object = %ObjectRef::from_obj(&*sealed), reason = error.reason(), retry_in = ?delay, "not ready");
+    Action::requeue(delay)
+}
+
+fn ready(status: &str, reason: &str, message: &str) -> Condition {
+    Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.chars().take(1024).collect(),
+        last_transition_time: Time(jiff::Timestamp::now()),
+        observed_generation: None,
+    }
+}
+
+/// Open the values and make the Secret say them.
+async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<Wrote, Error> {
+    let here = format!(
+        "{}/{}",
+        sealed.namespace().unwrap_or_default(),
+        sealed.name_any()
+    );
+    let at = Location::new(here, 1);
+    if let Some(problem) = check_sealed(sealed, &at, None).into_iter().next() {
+        return Err(unseal_error(
+            "InvalidSpec",
+            format!("{}: {}", problem.at.field, problem.message),
+        ));
+    }
+    let keys = ctx.private_keys();
+    let wanted = wanted_key_ids(sealed);
+    let picked = keys.pick(&wanted);
+    if picked.is_empty() {
+        return Err(unseal_error(
+            "KeyNotFound",
+            format!(
+                "sealed for key ids [{}]; this cluster has [{}]",
+                wanted.into_iter().collect::<Vec<_>>().join(", "),
+                keys.ids().join(", ")
+            ),
+        ));
+    }
+    let mut opener = Opener::new(picked);
+    let values = open_values(sealed, &at, &mut opener).map_err(|e| {
+        let reason = match e.kind {
+            ErrorKind::KeyNotFound => "KeyNotFound",
+            ErrorKind::BindingMismatch => "BindingMismatch",
+            ErrorKind::Tampered => "Tampered",
+            ErrorKind::Input => "InvalidSpec",
+        };
+        unseal_error(reason, format!("{}: {}", e.at.field, e.message))
+    })?;
+    let want = desired(sealed, values);
+    let name = sealed.name_any();
+    let ns = sealed.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let cached = ctx.managed_secret(&ns, &name);
+    let existing = match cached {
+        Some(s) => Some(s),
+        None => match api
+            .create(
+                &PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &want,
+            )
+            .await
+        {
+            Ok(_) => {
+                ctx.metrics.wrote("create");
+                return Ok(if was_ready(sealed) {
+                    repaired(ctx)
+                } else {
+                    Wrote::Created
+                });
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => api.get_opt(&name).await?.map(Arc::new),
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if let Some(actual) = &existing {
+        if !owned_by(actual, sealed) && !adoptable(actual) {
+            return Err(unseal_error(
+                "SecretNotOwned",
+                format!(
+                    "Secret {ns}/{name} exists and is not managed by this SealedSecret; \
+                     annotate it with gitseal.dev/adopt=\"true\" to let gitseal take it over"
+                ),
+            ));
+        }
+        if in_sync(actual, &want) {
+            return Ok(Wrote::Nothing);
+        }
+        if actual.immutable == Some(true) {
+            api.delete(&name, &Default::default()).await?;
+            ctx.metrics.wrote("delete");
+        }
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(&want)).await?;
+    ctx.metrics.wrote("apply");
+    Ok(if was_ready(sealed) && existing.is_some() {
+        repaired(ctx)
+    } else {
+        Wrote::Updated
+    })
+}
+
+/// Whether the object was already unsealed at this generation: then a differing or missing
+/// Secret means someone edited or deleted it.
+fn was_ready(sealed: &SealedSecret) -> bool {
+    let Some(status) = &sealed.status else {
+        return false;
+    };
+    status.observed_generation == sealed.meta().generation
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+fn repaired(ctx: &Context) -> Wrote {
+    ctx.metrics.drift_repairs.inc();
+    Wrote::Repaired
+}
+
+/// Patch status only when something in it changes (keeps the transition time otherwise).
+async fn update_status(
+    sealed: &SealedSecret,
+    ctx: &Context,
+    mut condition: Condition,
+    key_ids: Vec<String>,
+) -> Result<(), Error> {
+    let old = sealed.status.clone().unwrap_or_default();
+    let old_ready = old.conditions.iter().find(|c| c.type_ == "Ready");
+    if let Some(o) = old_ready
+        && o.status == condition.status
+        && o.reason == condition.reason
+    {
+        condition.last_transition_time = o.last_transition_time.clone();
+    }
+    let status = SealedSecretStatus {
+        conditions: vec![condition],
+        observed_generation: sealed.meta().generation,
+        key_ids,
+        rewrapped_envelopes: old.rewrapped_envelopes.clone(),
+    };
+    if status == old {
+        return Ok(());
+    }
+    let api: Api<SealedSecret> =
+        Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(
+        &sealed.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The Secret a SealedSecret describes, and whether an existing Secret already says it.
+//! Pure: no API calls. The comparison is the "content hash" that makes a restart over
+//! in-sync objects write nothing; it is computed in memory and never stored.
+
+use crate::api::SealedSecret;
+use crate::crypto::Plaintext;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
+
+/// Label on every Secret the controller writes (and the selector of its Secret watch).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "gitseal");
+/// Annotation that lets the controller take over an existing Secret it did not create.
+pub const ADOPT_ANNOTATION: &str = "gitseal.dev/adopt";
+
+/// The Secret `sealed` unseals to, given its opened values.
+pub fn desired(sealed: &SealedSecret, values: BTreeMap<String, Plaintext>) -> Secret {
+    let template = sealed.spec.template.clone().unwrap_or_default();
+    let meta = template.metadata.unwrap_or_default();
+    let mut labels = meta.labels;
+    labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(sealed.name_any()),
+            namespace: sealed.namespace(),
+            labels: Some(labels),
+            annotations: (!meta.annotations.is_empty()).then_some(meta.annotations),
+            owner_references: sealed.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        data: Some(
+            values
+                .into_iter()
+                .map(|(k, v)| (k, ByteString(v.expose().to_vec())))
+                .collect(),
+        ),
+        type_: Some(template.type_.unwrap_or_else(|| "Opaque".to_string())),
+        immutable: template.immutable,
+        ..Default::default()
+    }
+}
+
+/// Whether `sealed` is the controller (owner) of `secret`.
+pub fn owned_by(secret: &Secret, sealed: &SealedSecret) -> bool {
+    let uid = sealed.meta().uid.as_deref();
+    secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
+}
+
+/// Whether the existing Secret may be taken over although gitseal did not create it.
+pub fn adoptable(secret: &Secret) -> bool {
+    secret
+        .annotations()
+        .get(ADOPT_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+/// Whether `actual` already says everything `want` says (extra labels and annotations that
+/// others added are left alone).
+pub fn in_sync(actual: &Secret, want: &Secret) -> bool {
+    let contains = |have: &Option<BTreeMap<String, String>>,
+                    need: &Option<BTreeMap<String, String>>| {
+        need.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    let empty = BTreeMap::new();
+    actual.data.as_ref().unwrap_or(&empty) == want.data.as_ref().unwrap_or(&empty)
+        && actual.type_.as_deref().unwrap_or("Opaque") == want.type_.as_deref().unwrap_or("Opaque")
+        && actual.immutable.unwrap_or(false) == want.immutable.unwrap_or(false)
+        && contains(&actual.metadata.labels, &want.metadata.labels)
+        && contains(&actual.metadata.annotations, &want.metadata.annotations)
+        && want.metadata.owner_references.iter().flatten().all(|w| {
+            actual
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|a| a.uid == w.uid && a.controller == w.controller)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SealedSecretSpec;
+
+    fn sealed() -> SealedSecret {
+        let mut s = SealedSecret::new("db", SealedSecretSpec::default());
+        s.metadata.namespace = Some("prod".into());
+        s.metadata.uid = Some("uid-1".into());
+        s
+    }
+
+    #[test]
+    fn sync_detects_every_kind_of_drift() {
+        let ss = sealed();
+        let want = desired(
+            &ss,
+            BTreeMap::from([("k".to_string(), Plaintext::new(b"v".to_vec()))]),
+        );
+        assert!(owned_by(&want, &ss));
+        let mut actual = want.clone();
+        actual
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("extra".into(), "ok".into());
+        assert!(in_sync(&actual, &want));
+        let mut edited = want.clone();
+        edited
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("k".into(), ByteString(b"changed".to_vec()));
+        assert!(!in_sync(&edited, &want));
+        let mut added = want.clone();
+        added
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("new".into(), ByteString(b"x".to_vec()));
+        assert!(!in_sync(&added, &want));
+        let mut relabelled = want.clone();
+        relabelled.metadata.labels = None;
+        assert!(!in_sync(&relabelled, &want));
+        let mut orphan = want.clone();
+        orphan.metadata.owner_references = None;
+        assert!(!in_sync(&orphan, &want) && !owned_by(&orphan, &ss));
+    }
+}
