@@ -14,17 +14,23 @@
 //
 // Each command prints "ready kubeconfig=DIR/kubeconfig" (etcd: "ready etcd=URL") on
 // stdout once its component is serving, and shuts down cleanly on SIGTERM/SIGINT.
+// With --stop-on-eof it also shuts down when its stdin reaches end of file, so a test
+// process that holds the write end of a pipe takes the cluster down when it exits,
+// however it exits. `up --rm` deletes DIR after shutting down.
 package main
 
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 func usage() {
-	fmt.Fprintln(os.Stderr, `usage: testcluster <up|etcd|apiserver|controller-manager> --dir DIR
+	fmt.Fprintln(os.Stderr, `usage: testcluster <up|etcd|apiserver|controller-manager> --dir DIR [--stop-on-eof]
+       testcluster up --dir DIR [--stop-on-eof] [--rm]
        testcluster version`)
 	os.Exit(2)
 }
@@ -40,9 +46,18 @@ func main() {
 	}
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	dir := fs.String("dir", "", "state directory (created if missing)")
+	stopOnEOF := fs.Bool("stop-on-eof", false, "shut down when stdin reaches end of file")
+	rm := fs.Bool("rm", false, "up: delete DIR after shutting down")
 	_ = fs.Parse(os.Args[2:])
 	if *dir == "" {
 		usage()
+	}
+	if *stopOnEOF {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			// The same path as `kill -TERM`: every component handles SIGTERM.
+			_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		}()
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -55,6 +70,11 @@ func main() {
 	switch cmd {
 	case "up":
 		err = runUp(st)
+		if *rm {
+			if rmErr := os.RemoveAll(abs); err == nil {
+				err = rmErr
+			}
+		}
 	case "etcd":
 		err = runEtcd(st)
 	case "apiserver":
