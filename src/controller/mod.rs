@@ -115,7 +115,39 @@ where
 pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let (ready_tx, ready_rx) = watch::channel(false);
-    let server = tokio::spawn(http::serve(config.metrics_addr, metrics.clone(), ready_rx));
+    // Every task this run spawns stops when it returns or is dropped.
+    let mut tasks = AbortOnDrop::default();
+    let (addr, served) = (config.metrics_addr, metrics.clone());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = http::serve(addr, served, ready_rx).await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    }));
+
+    // Leadership.
+    let (leading_tx, mut leading) = watch::channel(!config.leader_elect);
+    if config.leader_elect {
+        let lease = LeaseConfig {
+            namespace: config.namespace.clone(),
+            name: "gitseal-controller".into(),
+            holder: config.identity.clone(),
+            duration: config.lease_duration,
+            retry: config.lease_duration / 5,
+        };
+        tasks.push(tokio::spawn(leader::run(client.clone(), lease, leading_tx)));
+    }
+
+    // A standby replica is ready: it only waits for the lease.
+    ready_tx.send_replace(true);
+    tracing::info!(
+        leader_election = config.leader_elect,
+        "waiting for leadership"
+    );
+    while !*leading.borrow_and_update() {
+        leading.changed().await?;
+    }
+    metrics.leader.set(1);
+    tracing::info!(identity = %config.identity, "leading; syncing caches");
 
     // Caches: key Secrets, managed Secrets and SealedSecrets per scope, SealingKeys.
     let selector = format!("{}={}", secret::MANAGED_BY.0, secret::MANAGED_BY.1);
@@ -129,7 +161,9 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let mut secret_streams = Vec::new();
     let mut sealed_stores = Vec::new();
     let mut sealed_streams = Vec::new();
+    let (deleted_tx, deleted_rx) = tokio::sync::broadcast::channel::<ObjectRef<SealedSecret>>(4096);
     for scope in scopes(&config) {
+        let deleted = deleted_tx.clone();
         let (store, writer) = reflector::store_shared(256);
         let subscriber = writer.subscribe().expect("shared store");
         let stream = watcher(
@@ -138,7 +172,15 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         )
         .default_backoff()
         .reflect_shared(writer)
-        .for_each(|_| future::ready(()));
+        .for_each(move |event| {
+            // Shared stores do not pass deletions on: trigger the owner ourselves.
+            if let Ok(watcher::Event::Delete(secret)) = event
+                && let Some(owner) = owner_of(&secret)
+            {
+                let _ = deleted.send(owner);
+            }
+            future::ready(())
+        });
         secret_stores.push(store);
         secret_streams.push((stream, subscriber));
         let (sealed_store, sealed_writer) = reflector::store_shared(256);
@@ -188,30 +230,16 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         future::ready(())
     });
 
-    // Leadership.
-    let (leading_tx, mut leading) = watch::channel(!config.leader_elect);
-    if config.leader_elect {
-        let lease = LeaseConfig {
-            namespace: config.namespace.clone(),
-            name: "gitseal-controller".into(),
-            holder: config.identity.clone(),
-            duration: config.lease_duration,
-            retry: config.lease_duration / 5,
-        };
-        tokio::spawn(leader::run(client.clone(), lease, leading_tx));
-    }
-
-    let mut caches = Vec::new();
     let mut controllers = Vec::new();
     for ((secret_stream, secret_sub), (sealed_stream, sealed_sub)) in
         secret_streams.into_iter().zip(sealed_streams)
     {
-        caches.push(tokio::spawn(secret_stream));
-        caches.push(tokio::spawn(sealed_stream));
+        tasks.push(tokio::spawn(secret_stream));
+        tasks.push(tokio::spawn(sealed_stream));
         controllers.push((secret_sub, sealed_sub));
     }
-    caches.push(tokio::spawn(key_watch));
-    caches.push(tokio::spawn(sk_watch));
+    tasks.push(tokio::spawn(key_watch));
+    tasks.push(tokio::spawn(sk_watch));
     for s in &secret_stores {
         s.wait_until_ready().await?;
     }
@@ -219,35 +247,28 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         s.wait_until_ready().await?;
     }
     key_secrets.wait_until_ready().await?;
-    ready_tx.send_replace(true);
-    tracing::info!(
-        leader_election = config.leader_elect,
-        "caches synced; waiting for leadership"
-    );
+    tracing::info!("caches synced");
 
-    while !*leading.borrow_and_update() {
-        leading.changed().await?;
-    }
-    ctx.metrics.leader.set(1);
-    tracing::info!(identity = %config.identity, "leading");
-
-    let mut work = Vec::new();
     for ((secret_sub, sealed_sub), sealed_store) in
         controllers.into_iter().zip(sealed_stores.iter().cloned())
     {
-        let all = tokio_stream_of(all_rx.resubscribe());
+        let all = broadcast_stream(all_rx.resubscribe());
         let controller = Controller::for_shared_stream(sealed_sub, sealed_store)
             .owns_shared_stream(secret_sub)
             .reconcile_all_on(all)
+            .reconcile_on(broadcast_stream(deleted_rx.resubscribe()))
             .with_config(
                 kube::runtime::controller::Config::default().concurrency(config.concurrency),
             )
             .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
             .for_each(|_| future::ready(()));
-        work.push(tokio::spawn(controller));
+        tasks.push(tokio::spawn(controller));
     }
-    work.push(tokio::spawn(key_manager(ctx.clone(), key_tick_rx)));
+    tasks.push(tokio::spawn(key_manager(ctx.clone(), key_tick_rx)));
 
+    if !config.leader_elect {
+        future::pending::<()>().await;
+    }
     // Lost leadership: stop writing at once and leave.
     while *leading.borrow_and_update() {
         if leading.changed().await.is_err() {
@@ -255,22 +276,52 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         }
     }
     ctx.metrics.leader.set(0);
-    for task in work.iter().chain(caches.iter()) {
-        task.abort();
-    }
-    server.abort();
+    drop(tasks);
     anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by")
 }
 
-/// A broadcast receiver as a stream of triggers (lagging just means "reconcile all" anyway).
-fn tokio_stream_of(
-    rx: tokio::sync::broadcast::Receiver<()>,
-) -> impl futures::Stream<Item = ()> + Send {
+/// The SealedSecret that controls a managed Secret.
+fn owner_of(secret: &Secret) -> Option<ObjectRef<SealedSecret>> {
+    let ns = secret.metadata.namespace.as_deref()?;
+    secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "SealedSecret")
+        .map(|o| ObjectRef::new(&o.name).within(ns))
+}
+
+/// Spawned tasks that are aborted together when this is dropped.
+#[derive(Default)]
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn push(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.0.push(task);
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// A broadcast receiver as a stream (a lagging receiver skips what it missed).
+fn broadcast_stream<T: Clone + Send + 'static>(
+    rx: tokio::sync::broadcast::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
     use tokio::sync::broadcast::error::RecvError;
     futures::stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await {
-            Ok(()) | Err(RecvError::Lagged(_)) => Some(((), rx)),
-            Err(RecvError::Closed) => None,
+        loop {
+            match rx.recv().await {
+                Ok(item) => return Some((item, rx)),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
         }
     })
 }

@@ -154,7 +154,11 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<Wrote, Error> {
         sealed.name_any()
     );
     let at = Location::new(here, 1);
-    if let Some(problem) = check_sealed(sealed, &at, None).into_iter().next() {
+    // A binding that disagrees with the metadata is reported by opening (BindingMismatch).
+    let problems = check_sealed(sealed, &at, None)
+        .into_iter()
+        .filter(|p| p.at.field != "spec.boundTo");
+    if let Some(problem) = problems.into_iter().next() {
         return Err(unseal_error(
             "InvalidSpec",
             format!("{}: {}", problem.at.field, problem.message),

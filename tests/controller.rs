@@ -1,0 +1,396 @@
+//! The controller against a real kube-apiserver + etcd (scripts/cluster): unseal, status
+//! reasons, Events, drift repair, ownership, restarts without writes, exactly one Active key,
+//! leader failover, and no plain text in logs, Events, status or metrics.
+//! Tests run one at a time (SealingKeys are cluster-wide), each in fresh namespaces.
+
+mod ctrltool;
+
+use ctrltool::*;
+use gitseal::api::{KeyState, SealingKey};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unseals_reports_status_and_events() {
+    let env = Env::start().await;
+    let ctl = env.controller("a").await;
+    let ns = env.namespace().await;
+    let keyring = env.keyring().await;
+    let sealed = seal_to(
+        &keyring,
+        &ns,
+        "db",
+        &[("password", "hunter2-plain"), ("user", "admin-plain")],
+        "strict",
+    );
+    env.apply_sealed(&ns, &sealed).await;
+    let secret = env.wait_secret(&ns, "db").await;
+    assert_eq!(data(&secret, "password"), "hunter2-plain");
+    assert_eq!(
+        secret
+            .labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("gitseal")
+    );
+    assert_eq!(secret.labels().get("app").map(String::as_str), Some("db"));
+    let owner = &secret.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("SealedSecret", Some(true))
+    );
+    assert!(
+        secret
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|m| m.manager.as_deref() == Some("gitseal-controller"))
+    );
+    let ss = env.wait_ready(&ns, "db", "True").await;
+    let status = ss.status.unwrap();
+    assert_eq!(status.observed_generation, ss.metadata.generation);
+    let active: Vec<String> = keyring
+        .active("k")
+        .unwrap()
+        .iter()
+        .map(|r| r.key_id())
+        .collect();
+    assert_eq!(status.key_ids, active);
+    assert!(
+        env.events_for(&ns, "db")
+            .await
+            .iter()
+            .any(|e| e.contains("Unsealed"))
+    );
+    ctl.assert_no_plain_text(&env, &ns, &["hunter2-plain", "admin-plain"])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_failure_has_its_own_reason_and_others_still_unseal() {
+    let env = Env::start().await;
+    let ctl = env.controller("a").await;
+    let (prod, staging) = (env.namespace().await, env.namespace().await);
+    let keyring = env.keyring().await;
+    // Sealed for prod/db, applied in staging.
+    let moved = seal_to(
+        &keyring,
+        &prod,
+        "db",
+        &[("password", "moved-plain")],
+        "strict",
+    );
+    env.apply_sealed(&staging, &moved).await;
+    // Sealed to a key the cluster does not have.
+    let stranger = gitseal::crypto::Identity::generate();
+    let foreign = seal_with(
+        &[stranger.recipient()],
+        &staging,
+        "foreign",
+        &[("k", "foreign-plain")],
+        "strict",
+    );
+    env.apply_sealed(&staging, &foreign).await;
+    // A flipped value.
+    let mut tampered = seal_to(
+        &keyring,
+        &staging,
+        "tampered",
+        &[("k", "tampered-plain")],
+        "strict",
+    );
+    let v = tampered.spec.encrypted_data.get_mut("k").unwrap();
+    let last = v.pop().unwrap();
+    v.push(if last == 'A' { 'B' } else { 'A' });
+    if v.ends_with("==B") || v.ends_with("==A") {
+        v.truncate(v.len() - 4);
+        v.push_str("AA==");
+    }
+    env.apply_sealed(&staging, &tampered).await;
+    // And a good one next to them.
+    let good = seal_to(&keyring, &staging, "good", &[("k", "good-plain")], "strict");
+    env.apply_sealed(&staging, &good).await;
+
+    let ss = env.wait_ready(&staging, "db", "False").await;
+    let (reason, msg) = ready_of(&ss);
+    assert_eq!(reason, "BindingMismatch");
+    assert!(
+        msg.contains(&format!("sealed for {prod}/db, found in {staging}/db")),
+        "{msg}"
+    );
+    let ss = env.wait_ready(&staging, "foreign", "False").await;
+    let (reason, msg) = ready_of(&ss);
+    assert_eq!(reason, "KeyNotFound");
+    assert!(
+        msg.contains(&stranger.key_id()) && msg.contains(&keyring.active("k").unwrap()[0].key_id()),
+        "{msg}"
+    );
+    let ss = env.wait_ready(&staging, "tampered", "False").await;
+    assert_eq!(ready_of(&ss).0, "Tampered", "{:?}", ready_of(&ss));
+    env.wait_secret(&staging, "good").await;
+    let events = env.events_for(&staging, "db").await;
+    assert!(
+        events.iter().any(|e| e.contains("BindingMismatch")),
+        "{events:?}"
+    );
+    for name in ["db", "foreign", "tampered"] {
+        assert!(
+            env.secrets(&staging).get_opt(name).await.unwrap().is_none(),
+            "{name} must not be written"
+        );
+    }
+    ctl.assert_no_plain_text(
+        &env,
+        &staging,
+        &[
+            "moved-plain",
+            "foreign-plain",
+            "tampered-plain",
+            "good-plain",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drift_is_repaired_within_a_second() {
+    let env = Env::start().await;
+    let ctl = env.controller("a").await;
+    let ns = env.namespace().await;
+    let keyring = env.keyring().await;
+    env.apply_sealed(
+        &ns,
+        &seal_to(
+            &keyring,
+            &ns,
+            "db",
+            &[("password", "drift-plain")],
+            "strict",
+        ),
+    )
+    .await;
+    env.wait_secret(&ns, "db").await;
+    env.wait_ready(&ns, "db", "True").await;
+    let api = env.secrets(&ns);
+
+    // An edit is reverted.
+    let patch = serde_json::json!({"data": {"password": "ZWRpdGVk"}});
+    let t = std::time::Instant::now();
+    api.patch("db", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), || async {
+        data(&api.get("db").await.unwrap(), "password") == "drift-plain"
+    })
+    .await;
+    let edit_repair = t.elapsed();
+    // A deletion is undone.
+    let t = std::time::Instant::now();
+    api.delete("db", &DeleteParams::default()).await.unwrap();
+    wait_for(Duration::from_secs(5), || async {
+        api.get_opt("db")
+            .await
+            .unwrap()
+            .is_some_and(|s| data(&s, "password") == "drift-plain")
+    })
+    .await;
+    let delete_repair = t.elapsed();
+    assert!(
+        edit_repair < Duration::from_secs(1),
+        "edit repaired in {edit_repair:?}"
+    );
+    assert!(
+        delete_repair < Duration::from_secs(1),
+        "deletion repaired in {delete_repair:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = env.events_for(&ns, "db").await;
+    assert!(
+        events.iter().any(|e| e.contains("DriftRepaired")),
+        "{events:?}"
+    );
+    assert!(ctl.metric("gitseal_drift_repairs_total").await >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_existing_secret_is_not_taken_unless_it_asks_to_be_adopted() {
+    let env = Env::start().await;
+    let _ctl = env.controller("a").await;
+    let ns = env.namespace().await;
+    let keyring = env.keyring().await;
+    let api = env.secrets(&ns);
+    let mine: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "db", "namespace": ns}, "stringData": {"password": "hand-made"}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &mine).await.unwrap();
+    env.apply_sealed(
+        &ns,
+        &seal_to(
+            &keyring,
+            &ns,
+            "db",
+            &[("password", "sealed-value")],
+            "strict",
+        ),
+    )
+    .await;
+    let ss = env.wait_ready(&ns, "db", "False").await;
+    let (reason, msg) = ready_of(&ss);
+    assert_eq!(reason, "SecretNotOwned");
+    assert!(msg.contains("gitseal.dev/adopt"), "{msg}");
+    assert_eq!(data(&api.get("db").await.unwrap(), "password"), "hand-made");
+    let adopt = serde_json::json!({"metadata": {"annotations": {"gitseal.dev/adopt": "true"}}});
+    api.patch("db", &PatchParams::default(), &Patch::Merge(&adopt))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), || async {
+        data(&api.get("db").await.unwrap(), "password") == "sealed-value"
+    })
+    .await;
+    env.wait_ready(&ns, "db", "True").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_over_in_sync_objects_writes_nothing() {
+    let env = Env::start().await;
+    let ns = env.namespace().await;
+    {
+        let _ctl = env.controller("a").await;
+        let keyring = env.keyring().await;
+        for i in 0..20 {
+            env.apply_sealed(
+                &ns,
+                &seal_to(&keyring, &ns, &format!("s{i}"), &[("k", "v")], "strict"),
+            )
+            .await;
+        }
+        for i in 0..20 {
+            env.wait_ready(&ns, &format!("s{i}"), "True").await;
+        }
+    }
+    let before: Vec<String> = env
+        .secrets(&ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.resource_version().unwrap())
+        .collect();
+    let ctl = env.controller("b").await;
+    ctl.wait_leading().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after: Vec<String> = env
+        .secrets(&ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.resource_version().unwrap())
+        .collect();
+    assert_eq!(before.len(), 20);
+    assert_eq!(before, after, "a restart rewrote Secrets");
+    assert_eq!(ctl.metric("gitseal_secret_writes_total").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_make_exactly_one_active_key_and_fail_over() {
+    let env = Env::start().await;
+    env.delete_all_keys().await;
+    let (a, b) = tokio::join!(env.controller("a"), env.controller("b"));
+    let keys: Api<SealingKey> = Api::all(env.client.clone());
+    wait_for(Duration::from_secs(30), || async {
+        keys.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|k| k.status.as_ref().is_some_and(|s| s.public_key.is_some()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = keys.list(&Default::default()).await.unwrap().items;
+    assert_eq!(
+        all.iter()
+            .filter(|k| k.spec.state == KeyState::Active)
+            .count(),
+        1,
+        "{:?}",
+        all.iter().map(|k| k.name_any()).collect::<Vec<_>>()
+    );
+    assert_eq!(all.len(), 1);
+
+    // One leads; stop it, the other takes over within the lease duration and keeps working.
+    let (leader, standby) = if a.is_leading().await { (a, b) } else { (b, a) };
+    assert!(!standby.is_leading().await);
+    let stopped = std::time::Instant::now();
+    drop(leader);
+    standby.wait_leading().await;
+    let takeover = stopped.elapsed();
+    assert!(
+        takeover <= LEASE + Duration::from_secs(2),
+        "takeover after {takeover:?}"
+    );
+    let ns = env.namespace().await;
+    let keyring = env.keyring().await;
+    env.apply_sealed(
+        &ns,
+        &seal_to(&keyring, &ns, "after", &[("k", "v")], "strict"),
+    )
+    .await;
+    env.wait_secret(&ns, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_fetch_writes_a_keyring_that_seal_uses() {
+    let env = Env::start().await;
+    let _ctl = env.controller("a").await;
+    env.keyring().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitseal"))
+        .args(["keys", "fetch", "--name", "test", "-o"])
+        .arg(dir.path().join("keyring.yaml"))
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ring = gitseal::manifest::KeyringFile::parse(
+        "k",
+        &std::fs::read_to_string(dir.path().join("keyring.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        ring.keys
+            .iter()
+            .filter(|k| k.state == KeyState::Active)
+            .count(),
+        1
+    );
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_gitseal"))
+        .args(["keys", "list", "--kubeconfig"])
+        .arg(&env.kubeconfig)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains(
+            &ring
+                .keys
+                .iter()
+                .find(|k| k.state == KeyState::Active)
+                .unwrap()
+                .key_id
+        ) && text.contains("Active"),
+        "{text}"
+    );
+}
