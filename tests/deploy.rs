@@ -345,3 +345,91 @@ fn kustomization_lists_every_file() {
         "deploy/kustomization.yaml resources must be exactly the other files in deploy/"
     );
 }
+
+#[test]
+fn deployment_args_are_accepted_by_the_cli() {
+    let d = find("Deployment", "gitseal-controller");
+    let args = strings(&d["spec"]["template"]["spec"]["containers"][0]["args"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitseal"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .expect("run gitseal");
+    assert!(
+        out.status.success(),
+        "gitseal {args:?} --help: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn network_policy_allows_only_metrics_in_and_api_and_dns_out() {
+    let np = find("NetworkPolicy", "gitseal-controller");
+    let d = find("Deployment", "gitseal-controller");
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"],
+        d["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(strings(&np["spec"]["policyTypes"]), ["Ingress", "Egress"]);
+    let ports = |dir: &str| -> BTreeSet<(String, i64)> {
+        np["spec"][dir]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .flat_map(|r| {
+                r["ports"]
+                    .as_array()
+                    .expect("every rule names ports")
+                    .clone()
+            })
+            .map(|p| {
+                (
+                    p["protocol"].as_str().unwrap_or("TCP").to_string(),
+                    p["port"].as_i64().expect("numeric port"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(ports("ingress"), [("TCP".to_string(), 8080)].into());
+    let egress: BTreeSet<(String, i64)> = [("TCP", 443), ("TCP", 6443), ("UDP", 53), ("TCP", 53)]
+        .into_iter()
+        .map(|(p, n)| (p.to_string(), n))
+        .collect();
+    assert_eq!(ports("egress"), egress);
+}
+
+#[test]
+fn gitops_examples_parse_and_point_at_existing_paths() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| -> Vec<Value> {
+        let text = std::fs::read_to_string(root.join(p)).unwrap();
+        gitseal::yaml::from_multiple(&text).unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let argo = read("examples/argocd/application.yaml");
+    assert_eq!(argo[0]["kind"], "Application");
+    let path = argo[0]["spec"]["source"]["path"].as_str().unwrap();
+    assert!(root.join(path).is_dir(), "Argo CD path {path} exists");
+
+    let flux = read("examples/flux/kustomization.yaml");
+    let kustomizations: Vec<&Value> = flux
+        .iter()
+        .filter(|d| d["kind"] == "Kustomization")
+        .collect();
+    assert_eq!(kustomizations.len(), 2);
+    for k in &kustomizations {
+        let path = k["spec"]["path"].as_str().unwrap();
+        assert!(root.join(path).is_dir(), "Flux path {path} exists");
+    }
+    let apps = kustomizations
+        .iter()
+        .find(|k| k["spec"]["path"] == "./examples/clusters/prod")
+        .expect("apps Kustomization");
+    let infra = kustomizations
+        .iter()
+        .find(|k| k["spec"]["path"] == "./deploy")
+        .expect("infrastructure Kustomization");
+    assert_eq!(
+        apps["spec"]["dependsOn"][0]["name"],
+        infra["metadata"]["name"]
+    );
+}
