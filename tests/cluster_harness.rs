@@ -167,7 +167,13 @@ async fn status_subresource_is_separate_from_spec() {
             status: "False".into(),
             reason: "KeyNotFound".into(),
             message: "no key k1 in this cluster".into(),
-            last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+            // The API server stores whole seconds.
+            last_transition_time: Time(
+                k8s_openapi::jiff::Timestamp::from_second(
+                    k8s_openapi::jiff::Timestamp::now().as_second(),
+                )
+                .expect("now"),
+            ),
             observed_generation: Some(1),
         }],
         observed_generation: Some(1),

@@ -1,6 +1,7 @@
 // kube-controller-manager (k8s.io/kubernetes/cmd/kube-controller-manager/app)
 // running only the controllers gitseal's tests rely on: garbage collector,
-// namespace deletion, and service accounts (default account + token secrets).
+// namespace deletion, service accounts (default account + token secrets), and
+// cluster-role aggregation (fills the built-in admin/edit/view ClusterRoles).
 package main
 
 import (
@@ -15,7 +16,8 @@ import (
 )
 
 // Controllers run by the controller manager.
-const Controllers = "garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller"
+const Controllers = "garbage-collector-controller,namespace-controller,serviceaccount-controller," +
+	"serviceaccount-token-controller,clusterrole-aggregation-controller"
 
 func runControllerManager(st *State) error {
 	if err := waitFor(context.Background(), 5*time.Minute, func() error { return apiserverReady(st) }); err != nil {

@@ -427,12 +427,20 @@ pub fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
+/// The rules of a ClusterRole; for an aggregated one (admin, edit, view), once the
+/// controller manager's aggregation controller has filled them in.
 async fn cluster_role_rules(admin: &Client, name: &str) -> Vec<PolicyRule> {
-    let r = Api::<ClusterRole>::all(admin.clone())
-        .get(name)
-        .await
-        .expect("reading ClusterRole");
-    r.rules.unwrap_or_default()
+    let api = Api::<ClusterRole>::all(admin.clone());
+    eventually(
+        &format!("ClusterRole {name} to have rules"),
+        TIMEOUT,
+        || async {
+            let r = api.get(name).await.expect("reading ClusterRole");
+            let rules = r.rules.unwrap_or_default();
+            (r.aggregation_rule.is_none() || !rules.is_empty()).then_some(rules)
+        },
+    )
+    .await
 }
 
 /// Waits until the authorizer allows `user` the first verb/resource of `rule` (RBAC works from
