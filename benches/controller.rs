@@ -4,7 +4,7 @@
 //! Run: `cargo bench --bench controller` (or `bash benches/controller.sh`). Env: BENCH_OBJECTS.
 
 #[path = "../tests/ctrltool/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod ctrltool;
 
 use ctrltool::{client_for, seal_to};
@@ -27,13 +27,33 @@ fn root() -> PathBuf {
 
 fn start_cluster(dir: &Path) -> PathBuf {
     let _ = std::fs::remove_dir_all(dir);
-    let out = Command::new("bash").arg(root().join("scripts/cluster")).arg("up").env("GITSEAL_CLUSTER_DIR", dir).output().unwrap();
-    assert!(out.status.success(), "scripts/cluster up: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim().lines().last().unwrap())
+    let out = Command::new("bash")
+        .arg(root().join("scripts/cluster"))
+        .arg("up")
+        .env("GITSEAL_CLUSTER_DIR", dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/cluster up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .lines()
+            .last()
+            .unwrap(),
+    )
 }
 
 fn stop_cluster(dir: &Path) {
-    let _ = Command::new("bash").arg(root().join("scripts/cluster")).arg("down").env("GITSEAL_CLUSTER_DIR", dir).status();
+    let _ = Command::new("bash")
+        .arg(root().join("scripts/cluster"))
+        .arg("down")
+        .env("GITSEAL_CLUSTER_DIR", dir)
+        .status();
 }
 
 struct Controller {
@@ -43,9 +63,20 @@ struct Controller {
 
 impl Controller {
     fn start(kubeconfig: &Path) -> Controller {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(root().join("target/release/gitseal"))
-            .args(["controller", "--namespace", "gitseal-system", "--concurrency", &IN_FLIGHT.to_string(), "--leader-elect=false"])
+            .args([
+                "controller",
+                "--namespace",
+                "gitseal-system",
+                "--concurrency",
+                &IN_FLIGHT.to_string(),
+                "--leader-elect=false",
+            ])
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--kubeconfig")
@@ -59,20 +90,32 @@ impl Controller {
 
     fn metric(&self, name: &str) -> f64 {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return -1.0 };
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return -1.0;
+        };
         let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
         let mut text = String::new();
         let _ = s.read_to_string(&mut text);
         text.lines()
-            .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{')))
+            .filter(|l| {
+                l.starts_with(name)
+                    && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{'))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
 
     /// (current RSS, peak RSS) in MiB.
     fn rss(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kb = |key: &str| status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).unwrap_or(0.0);
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
     }
 }
@@ -89,7 +132,8 @@ async fn create_namespaces(client: &Client, prefix: &str) -> Vec<String> {
     let mut names = Vec::new();
     for i in 0..NAMESPACES {
         let name = format!("{prefix}-{i}");
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
         api.create(&PostParams::default(), &ns).await.unwrap();
         names.push(name);
     }
@@ -101,7 +145,12 @@ async fn wait_secrets(client: Client, want: usize, limit: Duration) -> Duration 
     let start = Instant::now();
     let api: Api<Secret> = Api::all(client.clone());
     let mut seen = std::collections::HashSet::new();
-    let mut events = watcher(api, watcher::Config::default().labels("app.kubernetes.io/managed-by=gitseal")).touched_objects().boxed();
+    let mut events = watcher(
+        api,
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=gitseal"),
+    )
+    .touched_objects()
+    .boxed();
     while seen.len() < want {
         match tokio::time::timeout(limit.saturating_sub(start.elapsed()), events.try_next()).await {
             Ok(Ok(Some(s))) => {
@@ -120,20 +169,38 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let objects: usize = std::env::var("BENCH_OBJECTS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let objects: usize = std::env::var("BENCH_OBJECTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let per_ns = objects / NAMESPACES;
-    let status = Command::new("cargo").args(["build", "--release", "--quiet"]).current_dir(root()).status().unwrap();
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet"])
+        .current_dir(root())
+        .status()
+        .unwrap();
     assert!(status.success());
     let dir = std::env::temp_dir().join(format!("gitseal-bench-{}", std::process::id()));
     let kubeconfig = start_cluster(&dir);
     let client = client_for(&kubeconfig).await;
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
     for crd in gitseal::api::crds() {
-        crds.patch(&crd.name_any(), &PatchParams::apply("bench"), &Patch::Apply(&crd)).await.unwrap();
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply("bench"),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let system: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "gitseal-system"}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &system).await.unwrap();
+    let system: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "gitseal-system"}}))
+            .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &system)
+        .await
+        .unwrap();
 
     // Keys: a first controller run makes the Active key.
     let keyring = {
@@ -144,7 +211,10 @@ async fn main() {
             let entries: Vec<_> = keys
                 .iter()
                 .filter_map(|k| {
-                    let r = gitseal::crypto::Recipient::parse(k.status.as_ref()?.public_key.as_deref()?).ok()?;
+                    let r = gitseal::crypto::Recipient::parse(
+                        k.status.as_ref()?.public_key.as_deref()?,
+                    )
+                    .ok()?;
                     Some(gitseal::manifest::KeyringEntry::new(&r, k.spec.state, None))
                 })
                 .collect();
@@ -179,7 +249,13 @@ async fn main() {
     stream::iter(0..objects)
         .map(|i| {
             let ns = bench_ns[i % NAMESPACES].clone();
-            let sealed = seal_to(&keyring, &ns, &format!("s{}", i / NAMESPACES), &[("password", "p"), ("user", "u")], "strict");
+            let sealed = seal_to(
+                &keyring,
+                &ns,
+                &format!("s{}", i / NAMESPACES),
+                &[("password", "p"), ("user", "u")],
+                "strict",
+            );
             let api: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
             async move { api.create(&PostParams::default(), &sealed).await.unwrap() }
         })
@@ -188,7 +264,11 @@ async fn main() {
         .await;
 
     // Cold start.
-    let watch = tokio::spawn(wait_secrets(client.clone(), objects, Duration::from_secs(600)));
+    let watch = tokio::spawn(wait_secrets(
+        client.clone(),
+        objects,
+        Duration::from_secs(600),
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await; // the watch is listening
     let t = Instant::now();
     let ctl = Controller::start(&kubeconfig);
@@ -202,7 +282,10 @@ async fn main() {
     let t = Instant::now();
     let ctl = Controller::start(&kubeconfig);
     while ctl.metric("gitseal_reconciles_total") < objects as f64 {
-        assert!(t.elapsed() < Duration::from_secs(120), "restart did not reconcile everything in 120 s");
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "restart did not reconcile everything in 120 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let restart = t.elapsed();
@@ -215,13 +298,18 @@ async fn main() {
         let name = format!("s{}", i % per_ns.max(1));
         let t = Instant::now();
         let edit = serde_json::json!({"data": {"password": "ZWRpdGVk"}});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&edit))
+            .await
+            .unwrap();
         loop {
             let s = api.get(&name).await.unwrap();
             if s.data.as_ref().unwrap()["password"].0 == b"p" {
                 break;
             }
-            assert!(t.elapsed() < Duration::from_secs(10), "edit {i} not repaired");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "edit {i} not repaired"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         latencies.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -234,14 +322,41 @@ async fn main() {
 
     let ratio = cold.as_secs_f64() / floor.as_secs_f64();
     let rows = [
-        ("floor: plain client creates the Secrets", format!("{:.1} s", floor.as_secs_f64()), String::new()),
-        ("controller cold start until all Secrets exist", format!("{:.1} s", cold.as_secs_f64()), format!("{ratio:.2}x floor (goal <= 1.5x) {}", verdict(ratio <= 1.5))),
-        ("controller RSS after sync / peak", format!("{rss:.0} / {peak:.0} MiB"), format!("goal <= 96 MiB {}", verdict(peak <= 96.0))),
-        ("restart over in-sync objects: ready", format!("{:.1} s", restart.as_secs_f64()), format!("goal <= 10 s {}", verdict(restart.as_secs_f64() <= 10.0))),
-        ("restart: Secret writes", format!("{restart_writes}"), format!("goal 0 {}", verdict(restart_writes == 0.0))),
-        ("drift repair latency p50 / p99 (100 edits)", format!("{p50:.0} / {p99:.0} ms"), format!("goal p99 <= 1000 ms {}", verdict(p99 <= 1000.0))),
+        (
+            "floor: plain client creates the Secrets",
+            format!("{:.1} s", floor.as_secs_f64()),
+            String::new(),
+        ),
+        (
+            "controller cold start until all Secrets exist",
+            format!("{:.1} s", cold.as_secs_f64()),
+            format!("{ratio:.2}x floor (goal <= 1.5x) {}", verdict(ratio <= 1.5)),
+        ),
+        (
+            "controller RSS after sync / peak",
+            format!("{rss:.0} / {peak:.0} MiB"),
+            format!("goal <= 96 MiB {}", verdict(peak <= 96.0)),
+        ),
+        (
+            "restart over in-sync objects: ready",
+            format!("{:.1} s", restart.as_secs_f64()),
+            format!("goal <= 10 s {}", verdict(restart.as_secs_f64() <= 10.0)),
+        ),
+        (
+            "restart: Secret writes",
+            format!("{restart_writes}"),
+            format!("goal 0 {}", verdict(restart_writes == 0.0)),
+        ),
+        (
+            "drift repair latency p50 / p99 (100 edits)",
+            format!("{p50:.0} / {p99:.0} ms"),
+            format!("goal p99 <= 1000 ms {}", verdict(p99 <= 1000.0)),
+        ),
     ];
-    println!("\ncontroller benchmark: {objects} SealedSecrets in {NAMESPACES} namespaces, {IN_FLIGHT} in flight, {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "\ncontroller benchmark: {objects} SealedSecrets in {NAMESPACES} namespaces, {IN_FLIGHT} in flight, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     for (what, value, goal) in rows {
         println!("{what:<48} {value:>16}  {goal}");
     }

@@ -61,6 +61,8 @@ pub enum Command {
     /// The cluster's sealing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Create a new Active SealingKey; the controller makes the previous one DecryptOnly.
+    Rotate(KeysListArgs),
     /// Print the CustomResourceDefinitions (generated from the Rust types).
     Crds,
     /// Print a shell completion script.
@@ -201,6 +203,53 @@ pub enum KeysCommand {
     Fetch(KeysFetchArgs),
     /// Show the cluster's keys: name, key id, state, age, users.
     List(KeysListArgs),
+    /// Write every private key, age-encrypted to admin recipients, to one backup file.
+    Backup(KeysBackupArgs),
+    /// Load a backup into a cluster, keeping key names, states and ids.
+    Restore(KeysRestoreArgs),
+    /// Retire a key: refused by the controller while SealedSecrets still use it (unless --force).
+    Retire(KeysRetireArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysBackupArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Admin age recipient to encrypt the backup to (repeatable, required).
+    #[arg(short, long = "recipient", value_name = "AGE1…", required = true)]
+    pub recipients: Vec<String>,
+    /// Backup file (written 0600, atomically).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The controller's namespace (where key Secrets live).
+    #[arg(long, default_value = "gitseal-system")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRestoreArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Backup file written by `gitseal keys backup`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Admin age identity file (repeatable).
+    #[arg(short, long = "identity", value_name = "FILE", required = true)]
+    pub identities: Vec<PathBuf>,
+    /// The controller's namespace (where key Secrets live).
+    #[arg(long, default_value = "gitseal-system")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRetireArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// SealingKey name (see `gitseal keys list`).
+    pub name: String,
+    /// Retire even while SealedSecrets still use the key (they stop unsealing).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -350,6 +399,10 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Controller(args) => controller::run(args),
         Command::Keys(KeysCommand::Fetch(args)) => keys::fetch(args),
         Command::Keys(KeysCommand::List(args)) => keys::list(args),
+        Command::Keys(KeysCommand::Backup(args)) => keys::backup(args),
+        Command::Keys(KeysCommand::Restore(args)) => keys::restore(args),
+        Command::Keys(KeysCommand::Retire(args)) => keys::retire(args),
+        Command::Rotate(args) => keys::rotate(args),
         Command::Crds => {
             print!("{}", crate::api::crds_yaml());
             Ok(exit::OK)

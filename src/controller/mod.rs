@@ -8,6 +8,7 @@ mod keys;
 mod leader;
 pub mod metrics;
 mod reconcile;
+mod report;
 pub mod secret;
 
 pub use leader::LeaseConfig;
@@ -64,6 +65,8 @@ pub struct Context {
     /// SealedSecrets, one store per watched scope (for key usage counts).
     pub sealed_stores: Vec<Store<SealedSecret>>,
     failures: Mutex<HashMap<ObjectRef<SealedSecret>, u32>>,
+    /// Status and Events waiting to be written.
+    reports: report::Reports,
 }
 
 impl Context {
@@ -77,6 +80,11 @@ impl Context {
     pub fn managed_secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
         let key = ObjectRef::new(name).within(ns);
         self.secret_stores.iter().find_map(|s| s.get(&key))
+    }
+
+    /// The cached SealedSecret, if any.
+    pub fn sealed_object(&self, obj: &ObjectRef<SealedSecret>) -> Option<Arc<SealedSecret>> {
+        self.sealed_stores.iter().find_map(|s| s.get(obj))
     }
 
     fn count_failure(&self, obj: ObjectRef<SealedSecret>) -> u32 {
@@ -208,6 +216,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         key_secrets: key_secrets.clone(),
         sealed_stores: sealed_stores.clone(),
         failures: Mutex::default(),
+        reports: report::Reports::default(),
     });
 
     // Key changes (new key Secrets) re-reconcile everything; SealingKey changes wake the key manager.
@@ -265,6 +274,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(controller));
     }
     tasks.push(tokio::spawn(key_manager(ctx.clone(), key_tick_rx)));
+    tasks.push(tokio::spawn(report::run(ctx.clone())));
 
     if !config.leader_elect {
         future::pending::<()>().await;

@@ -2,16 +2,17 @@
 //! with server-side apply when it differs, and report status and Events. `error_policy`
 //! backs off per object, so one bad object never blocks the others.
 
+use super::report::Report;
 use super::secret::{adoptable, desired, in_sync, owned_by};
 use super::{Context, FIELD_MANAGER};
-use crate::api::{SealedSecret, SealedSecretStatus};
+use crate::api::SealedSecret;
 use crate::format::Opener;
 use crate::manifest::{ErrorKind, Location, check_sealed, open_values, wanted_key_ids};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
@@ -103,19 +104,15 @@ pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<A
             )
         }
     };
-    update_status(&sealed, &ctx, condition, key_ids).await?;
-    if let Some((type_, reason, action, note)) = event {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&ev, &sealed.object_ref(&())).await {
-            tracing::warn!(error = %e, "could not publish an Event");
-        }
-    }
+    ctx.reports.push(Report {
+        object: sealed.clone(),
+        condition,
+        key_ids,
+        events: event
+            .into_iter()
+            .map(|(t, r, a, n)| (t, r.to_string(), a.to_string(), n))
+            .collect(),
+    });
     match result {
         Ok(_) => {
             ctx.forget_failures(&ObjectRef::from_obj(&*sealed));
@@ -260,40 +257,4 @@ fn was_ready(sealed: &SealedSecret) -> bool {
 fn repaired(ctx: &Context) -> Wrote {
     ctx.metrics.drift_repairs.inc();
     Wrote::Repaired
-}
-
-/// Patch status only when something in it changes (keeps the transition time otherwise).
-async fn update_status(
-    sealed: &SealedSecret,
-    ctx: &Context,
-    mut condition: Condition,
-    key_ids: Vec<String>,
-) -> Result<(), Error> {
-    let old = sealed.status.clone().unwrap_or_default();
-    let old_ready = old.conditions.iter().find(|c| c.type_ == "Ready");
-    if let Some(o) = old_ready
-        && o.status == condition.status
-        && o.reason == condition.reason
-    {
-        condition.last_transition_time = o.last_transition_time.clone();
-    }
-    let status = SealedSecretStatus {
-        conditions: vec![condition],
-        observed_generation: sealed.meta().generation,
-        key_ids,
-        rewrapped_envelopes: old.rewrapped_envelopes.clone(),
-    };
-    if status == old {
-        return Ok(());
-    }
-    let api: Api<SealedSecret> =
-        Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(
-        &sealed.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
 }

@@ -13,7 +13,7 @@ mod wrap;
 pub use aead::{NONCE_LEN, TAG_LEN, open, seal, seal_with_nonce};
 pub use ids::{ENVELOPE_ID_LEN, KEY_ID_LEN, envelope_id, key_id};
 pub use secret::{DataKey, Plaintext};
-pub use wrap::{Identity, Recipient, unwrap, wrap};
+pub use wrap::{Identity, Recipient, decrypt_file, encrypt_file, unwrap, wrap};
 
 /// What can go wrong in the crypto core. Messages never contain secret material.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
-//! age wrapping of data keys: each wrapped key is a standard binary age file whose payload
-//! is the 32-byte data key, so `age -d -i identity` recovers it.
+//! age encryption: wrapping data keys (each a standard binary age file whose payload
+//! is the 32-byte data key, so `age -d -i identity` recovers it) and whole files (key backups).
 
-use super::{CryptoError, DataKey, key_id};
+use super::{CryptoError, DataKey, Plaintext, key_id};
 use secrecy::ExposeSecret;
 use std::fmt;
 use std::io::{Read, Write};
@@ -104,15 +104,20 @@ impl fmt::Debug for Identity {
 
 /// Wrap `key` to one recipient: a binary age file holding the 32 key bytes.
 pub fn wrap(key: &DataKey, recipient: &Recipient) -> Result<Vec<u8>, CryptoError> {
-    let recipients: [&dyn age::Recipient; 1] = [&recipient.inner];
-    let encryptor = age::Encryptor::with_recipients(recipients.into_iter())
-        .map_err(|e| CryptoError::Wrap(e.to_string()))?;
-    let mut out = Vec::with_capacity(256);
+    encrypt_file(key.expose(), std::slice::from_ref(recipient))
+}
+
+/// Encrypt `plain` to every recipient as one binary age file.
+pub fn encrypt_file(plain: &[u8], recipients: &[Recipient]) -> Result<Vec<u8>, CryptoError> {
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| &r.inner as &dyn age::Recipient))
+            .map_err(|e| CryptoError::Wrap(e.to_string()))?;
+    let mut out = Vec::with_capacity(plain.len() + 256);
     let mut writer = encryptor
         .wrap_output(&mut out)
         .map_err(|e| CryptoError::Wrap(e.to_string()))?;
     writer
-        .write_all(key.expose())
+        .write_all(plain)
         .map_err(|e| CryptoError::Wrap(e.to_string()))?;
     writer
         .finish()
@@ -120,21 +125,27 @@ pub fn wrap(key: &DataKey, recipient: &Recipient) -> Result<Vec<u8>, CryptoError
     Ok(out)
 }
 
-/// Unwrap a data key from an age file with any of `identities`.
-pub fn unwrap(wrapped: &[u8], identities: &[&Identity]) -> Result<DataKey, CryptoError> {
-    let decryptor = age::Decryptor::new(wrapped)
-        .map_err(|e| CryptoError::MalformedWrappedKey(e.to_string()))?;
+/// Decrypt an age file with any of `identities`.
+pub fn decrypt_file(file: &[u8], identities: &[&Identity]) -> Result<Plaintext, CryptoError> {
+    let decryptor =
+        age::Decryptor::new(file).map_err(|e| CryptoError::MalformedWrappedKey(e.to_string()))?;
     let ids = identities.iter().map(|i| &i.0 as &dyn age::Identity);
     let mut reader = decryptor.decrypt(ids).map_err(|e| match e {
         age::DecryptError::NoMatchingKeys => CryptoError::NoMatchingIdentity,
         other => CryptoError::MalformedWrappedKey(other.to_string()),
     })?;
-    let mut bytes = Zeroizing::new(Vec::with_capacity(33));
+    let mut bytes = Zeroizing::new(Vec::new());
     reader
         .read_to_end(&mut bytes)
         .map_err(|e| CryptoError::MalformedWrappedKey(e.to_string()))?;
-    let key: [u8; 32] = bytes
-        .as_slice()
+    Ok(Plaintext::new(std::mem::take(&mut *bytes)))
+}
+
+/// Unwrap a data key from an age file with any of `identities`.
+pub fn unwrap(wrapped: &[u8], identities: &[&Identity]) -> Result<DataKey, CryptoError> {
+    let plain = decrypt_file(wrapped, identities)?;
+    let key: [u8; 32] = plain
+        .expose()
         .try_into()
         .map_err(|_| CryptoError::BadDataKeyLength)?;
     Ok(DataKey::from_bytes(key))

@@ -3,6 +3,8 @@
 //! pure rules of the key set — exactly one Active key, renewal, names of new keys.
 //! Knows the API types; knows nothing of reconcile loops or the network.
 
+pub mod backup;
+
 use crate::api::{KeyState, SealingKey};
 use crate::crypto::Identity;
 use k8s_openapi::ByteString;

@@ -1,0 +1,155 @@
+//! Status and Events, written behind the data path: reconcilers queue a report per object
+//! (latest status wins, Events accumulate) and a small pool of workers writes them. Secrets
+//! are what workloads wait for, so under load they reach the API server first; status follows
+//! within moments. One object's reports are never written concurrently or out of order.
+
+use super::Context;
+use crate::api::{SealedSecret, SealedSecretStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Concurrent status writers.
+const WORKERS: usize = 8;
+
+/// What one reconcile has to say about its object.
+pub struct Report {
+    pub object: Arc<SealedSecret>,
+    pub condition: Condition,
+    pub key_ids: Vec<String>,
+    pub events: Vec<(EventType, String, String, String)>,
+}
+
+/// Reports waiting, and objects whose write is in flight.
+#[derive(Default)]
+struct Queue {
+    pending: HashMap<ObjectRef<SealedSecret>, Report>,
+    in_flight: HashSet<ObjectRef<SealedSecret>>,
+}
+
+#[derive(Default)]
+pub struct Reports {
+    pending: Mutex<Queue>,
+    wake: Notify,
+}
+
+impl Reports {
+    /// Queue a report; a newer one replaces the older status and keeps its Events.
+    pub fn push(&self, mut report: Report) {
+        let key = ObjectRef::from_obj(&*report.object);
+        let mut guard = self.pending.lock().expect("reports lock");
+        if let Some(old) = guard.pending.remove(&key) {
+            let mut events = old.events;
+            events.append(&mut report.events);
+            report.events = events;
+        }
+        guard.pending.insert(key, report);
+        drop(guard);
+        self.wake.notify_one();
+    }
+
+    /// Take one report whose object has no write in flight.
+    fn take(&self) -> Option<(ObjectRef<SealedSecret>, Report)> {
+        let mut guard = self.pending.lock().expect("reports lock");
+        let Queue { pending, in_flight } = &mut *guard;
+        let key = pending.keys().find(|k| !in_flight.contains(*k))?.clone();
+        let report = pending.remove(&key)?;
+        in_flight.insert(key.clone());
+        Some((key, report))
+    }
+
+    fn done(&self, key: &ObjectRef<SealedSecret>) {
+        let mut guard = self.pending.lock().expect("reports lock");
+        guard.in_flight.remove(key);
+        let more = !guard.pending.is_empty();
+        drop(guard);
+        if more {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The writer pool; runs as long as the controller leads.
+pub async fn run(ctx: Arc<Context>) {
+    let workers = (0..WORKERS).map(|_| {
+        let ctx = ctx.clone();
+        async move {
+            loop {
+                match ctx.reports.take() {
+                    Some((key, report)) => {
+                        write(&ctx, report).await;
+                        ctx.reports.done(&key);
+                    }
+                    None => ctx.reports.wake.notified().await,
+                }
+            }
+        }
+    });
+    futures::future::join_all(workers).await;
+}
+
+async fn write(ctx: &Context, report: Report) {
+    if let Err(e) = update_status(ctx, &report.object, report.condition, report.key_ids).await {
+        tracing::warn!(object = %ObjectRef::from_obj(&*report.object), error = %e, "could not write status");
+    }
+    let reference = report.object.object_ref(&());
+    for (type_, reason, action, note) in report.events {
+        let ev = Event {
+            type_,
+            reason,
+            note: Some(note),
+            action,
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, "could not publish an Event");
+        }
+    }
+}
+
+/// Patch status only when something in it changes (keeps the transition time otherwise).
+async fn update_status(
+    ctx: &Context,
+    sealed: &SealedSecret,
+    mut condition: Condition,
+    key_ids: Vec<String>,
+) -> Result<(), kube::Error> {
+    // The cached object may be newer than the one reconciled.
+    let current = ctx
+        .sealed_object(&ObjectRef::from_obj(sealed))
+        .unwrap_or_else(|| Arc::new(sealed.clone()));
+    if current.meta().uid != sealed.meta().uid {
+        return Ok(()); // deleted and recreated meanwhile; its own reconcile reports
+    }
+    let old = current.status.clone().unwrap_or_default();
+    if let Some(o) = old.conditions.iter().find(|c| c.type_ == "Ready")
+        && o.status == condition.status
+        && o.reason == condition.reason
+    {
+        condition.last_transition_time = o.last_transition_time.clone();
+    }
+    let status = SealedSecretStatus {
+        conditions: vec![condition],
+        observed_generation: sealed.meta().generation,
+        key_ids,
+        rewrapped_envelopes: old.rewrapped_envelopes.clone(),
+    };
+    if status == old {
+        return Ok(());
+    }
+    let api: Api<SealedSecret> =
+        Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(
+        &sealed.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
