@@ -121,6 +121,29 @@ def run1(argv: list[str], stdout_path: Path | None, cwd: Path, env: dict, reset=
     return Sample(wall, peak_rss(argv, stdout_path, cwd, env))
 
 
+def fsync_floor(src: Path, dst: Path) -> Sample:
+    """No crypto, no process: copy each file of src into dst the way an atomic, durable
+    writer does (temporary file, write, fsync, rename). The disk's share of row b."""
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir()
+    t0 = time.perf_counter()
+    for f in sorted(src.iterdir()):
+        tmp = dst / f".{f.name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, f.read_bytes())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, dst / f.name)
+    dfd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return Sample(time.perf_counter() - t0, 0)
+
+
 def run_loop(jobs: list[tuple[list[str], Path]], cwd: Path, env: dict, rss_sample: int) -> Sample:
     """Sequential loop of children: total wall time; peak RSS as the max over the
     first rss_sample jobs run again under GNU time."""
@@ -359,6 +382,7 @@ def main() -> int:
         # Not a goal: the same 1,000 Secrets sealed into one stream on stdout (no per-file
         # atomic write + fsync), to tell sealing from writing files apart.
         b_stdout = Series("gitseal seal many/ > one stream (1 process)")
+        b_fsync = Series(f"python: {a.files} x (write, fsync, rename), no crypto")
 
         print("\n== warm-up (untimed)")
         g_small("-warm"), s_small("-warm"), g_many("-warm"), g_many_stdout("-warm")
@@ -383,11 +407,15 @@ def main() -> int:
                     o = g_many_stdout(f"-{i}")
                     b_stdout.samples.append(o)
                     line += f"(to stdout {ms(o.wall):>9} {mib(o.rss_kib):>9}) | "
+                    fs = fsync_floor(inp["many"], outd / "fsync-floor")
+                    b_fsync.samples.append(fs)
+                    line += f"(fsync floor {ms(fs.wall):>9}) | "
                 s = sf(f"-{i}")
                 ss.samples.append(s)
                 print(line + f"sops {ms(s.wall):>10} {mib(s.rss_kib):>10}", flush=True)
             print(f"   median: gitseal {ms(gs.wall_median):>9} {mib(gs.rss_median):>10} | "
                   + (f"(to stdout {ms(b_stdout.wall_median):>9} {mib(b_stdout.rss_median):>9}) | "
+                     f"(fsync floor {ms(b_fsync.wall_median):>9}) | "
                      if key == "b" else "")
                   + f"sops {ms(ss.wall_median):>10} {mib(ss.rss_median):>10}")
 
@@ -449,10 +477,12 @@ def main() -> int:
             ("b", f"{a.files} files, peak RSS (sops: max over {a.rss_sample} of its calls)", mib(gb.rss_median),
              mib(sb.rss_median), ratio_str(gb.rss_median / sb.rss_median)),
             ("b", "per file, wall", ms(gb.wall_median / a.files), ms(sb.wall_median / a.files), ""),
-            ("b'", f"{a.files} files into one stream on stdout (no per-file write), wall",
+            ("b′", f"{a.files} files into one stream on stdout (no per-file write), wall",
              ms(b_stdout.wall_median), ms(sb.wall_median), ratio_str(b_stdout.wall_median / sb.wall_median)),
-            ("b'", f"{a.files} files into one stream on stdout, peak RSS",
+            ("b′", f"{a.files} files into one stream on stdout, peak RSS",
              mib(b_stdout.rss_median), mib(sb.rss_median), ratio_str(b_stdout.rss_median / sb.rss_median)),
+            ("b″", f"{a.files} × (write, fsync, rename) from Python, no crypto, no process (disk floor of row b)",
+             ms(b_fsync.wall_median), "", ""),
             ("-", "process start only (`--version`), wall", ms(floor["gitseal"].wall_median),
              ms(floor["sops"].wall_median), ratio_str(floor["gitseal"].wall_median / floor["sops"].wall_median)),
             ("-", "process start only (`--version`), peak RSS", mib(floor["gitseal"].rss_median),
@@ -475,6 +505,7 @@ def main() -> int:
             all_runs += [runs_md(scen[key][0]), runs_md(scen[key][1])]
             if key == "b":
                 all_runs.append(runs_md(b_stdout))
+                all_runs.append(f"| {b_fsync.label} | {', '.join(ms(x) for x in b_fsync.walls)} | |")
         all_runs += [runs_md(floor[k]) for k in floor]
 
         print("\n== results (medians of %d runs)\n" % a.runs)
