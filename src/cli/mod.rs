@@ -9,6 +9,7 @@ mod keygen;
 mod keys;
 mod kube;
 mod recipients;
+mod reseal;
 mod seal;
 mod unseal;
 mod verify;
@@ -63,6 +64,9 @@ pub enum Command {
     Keys(KeysCommand),
     /// Create a new Active SealingKey; the controller makes the previous one DecryptOnly.
     Rotate(KeysListArgs),
+    /// Rewrite committed SealedSecrets with the envelopes the controller re-wrapped to the
+    /// Active key (only envelope lines change; no plain text, no private key needed).
+    Reseal(ResealArgs),
     /// Print the CustomResourceDefinitions (generated from the Rust types).
     Crds,
     /// Print a shell completion script.
@@ -209,6 +213,15 @@ pub enum KeysCommand {
     Restore(KeysRestoreArgs),
     /// Retire a key: refused by the controller while SealedSecrets still use it (unless --force).
     Retire(KeysRetireArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResealArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Files or directories to rewrite (recursive). Default: the current directory.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -403,6 +416,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Keys(KeysCommand::Restore(args)) => keys::restore(args),
         Command::Keys(KeysCommand::Retire(args)) => keys::retire(args),
         Command::Rotate(args) => keys::rotate(args),
+        Command::Reseal(args) => reseal::run(args),
         Command::Crds => {
             print!("{}", crate::api::crds_yaml());
             Ok(exit::OK)

@@ -62,6 +62,8 @@ pub struct Context {
     secret_stores: Vec<Store<Secret>>,
     /// Key Secrets in the controller's namespace.
     key_secrets: Store<Secret>,
+    /// SealingKeys (which key is Active).
+    sealing_keys: Store<SealingKey>,
     /// SealedSecrets, one store per watched scope (for key usage counts).
     pub sealed_stores: Vec<Store<SealedSecret>>,
     failures: Mutex<HashMap<ObjectRef<SealedSecret>, u32>>,
@@ -74,6 +76,26 @@ impl Context {
     pub fn private_keys(&self) -> PrivateKeys {
         let secrets = self.key_secrets.state();
         PrivateKeys::from_secrets(secrets.iter().map(|s| s.as_ref()))
+    }
+
+    /// The Active key (newest, should two be Active for a moment): key id and recipient.
+    pub fn active_key(&self) -> Option<(String, crate::crypto::Recipient)> {
+        self.sealing_keys
+            .state()
+            .iter()
+            .filter(|k| k.spec.state == crate::api::KeyState::Active)
+            .max_by_key(|k| {
+                (
+                    crate::keyring::KeyView::of(k).created,
+                    k.metadata.name.clone(),
+                )
+            })
+            .and_then(|k| {
+                let status = k.status.as_ref()?;
+                let recipient =
+                    crate::crypto::Recipient::parse(status.public_key.as_deref()?).ok()?;
+                Some((recipient.key_id(), recipient))
+            })
     }
 
     /// The cached managed Secret `ns/name`, if any.
@@ -161,6 +183,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let selector = format!("{}={}", secret::MANAGED_BY.0, secret::MANAGED_BY.1);
     let key_api: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
     let (key_secrets, key_writer) = reflector::store();
+    let (sealing_keys, sk_writer) = reflector::store::<SealingKey>();
     let key_changes = watcher(key_api, watcher::Config::default().labels(KEY_LABEL))
         .default_backoff()
         .reflect(key_writer)
@@ -214,6 +237,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         secret_stores: secret_stores.clone(),
         key_secrets: key_secrets.clone(),
+        sealing_keys: sealing_keys.clone(),
         sealed_stores: sealed_stores.clone(),
         failures: Mutex::default(),
         reports: report::Reports::default(),
@@ -222,17 +246,21 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     // Key changes (new key Secrets) re-reconcile everything; SealingKey changes wake the key manager.
     let (key_tick_tx, key_tick_rx) = watch::channel(());
     let key_tick = key_tick_tx.clone();
+    let (all_tx, all_rx) = tokio::sync::broadcast::channel::<()>(16);
+    let all_on_key_change = all_tx.clone();
     let sk_watch = watcher(
         Api::<SealingKey>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
+    .reflect(sk_writer)
     .touched_objects()
     .for_each(move |_| {
+        // A state change (rotation) changes which envelopes need re-wrapping.
+        let _ = all_on_key_change.send(());
         let _ = key_tick.send(());
         future::ready(())
     });
-    let (all_tx, all_rx) = tokio::sync::broadcast::channel::<()>(16);
     let key_watch = key_changes.for_each(move |_| {
         let _ = all_tx.send(());
         let _ = key_tick_tx.send(());
@@ -256,6 +284,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         s.wait_until_ready().await?;
     }
     key_secrets.wait_until_ready().await?;
+    sealing_keys.wait_until_ready().await?;
     tracing::info!("caches synced");
 
     for ((secret_sub, sealed_sub), sealed_store) in

@@ -6,7 +6,7 @@ use super::report::Report;
 use super::secret::{adoptable, desired, in_sync, owned_by};
 use super::{Context, FIELD_MANAGER};
 use crate::api::SealedSecret;
-use crate::format::Opener;
+use crate::format::{Envelopes, Opener, rewrap};
 use crate::manifest::{ErrorKind, Location, check_sealed, open_values, wanted_key_ids};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -58,6 +58,8 @@ enum Wrote {
 pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = apply(&sealed, &ctx).await;
+    let rewrapped = result.as_ref().ok().map(|(_, r)| r.clone());
+    let result = result.map(|(wrote, _)| wrote);
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -108,6 +110,7 @@ pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<A
         object: sealed.clone(),
         condition,
         key_ids,
+        rewrapped,
         events: event
             .into_iter()
             .map(|(t, r, a, n)| (t, r.to_string(), a.to_string(), n))
@@ -143,14 +146,10 @@ fn ready(status: &str, reason: &str, message: &str) -> Condition {
     }
 }
 
-/// Open the values and make the Secret say them.
-async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<Wrote, Error> {
-    let here = format!(
-        "{}/{}",
-        sealed.namespace().unwrap_or_default(),
-        sealed.name_any()
-    );
-    let at = Location::new(here, 1);
+/// Open the values and make the Secret say them; also re-wrap envelopes the Active key
+/// cannot open yet (for `gitseal reseal`).
+async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes), Error> {
+    let at = location(sealed);
     // A binding that disagrees with the metadata is reported by opening (BindingMismatch).
     let problems = check_sealed(sealed, &at, None)
         .into_iter()
@@ -175,7 +174,65 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<Wrote, Error> {
         ));
     }
     let mut opener = Opener::new(picked);
-    let values = open_values(sealed, &at, &mut opener).map_err(|e| {
+    let wrote = write_secret(sealed, ctx, &mut opener).await?;
+    let rewrapped = rewraps(sealed, ctx, &mut opener);
+    Ok((wrote, rewrapped))
+}
+
+fn location(sealed: &SealedSecret) -> Location {
+    Location::new(
+        format!(
+            "{}/{}",
+            sealed.namespace().unwrap_or_default(),
+            sealed.name_any()
+        ),
+        1,
+    )
+}
+
+/// Envelopes of `sealed` without a wrapping for the Active key, re-wrapped to it alone (the
+/// cluster's own key: never a caller's). Earlier re-wraps in status are kept, so status
+/// stays put across reconciles. Values, and so their scope binding, are untouched.
+fn rewraps(sealed: &SealedSecret, ctx: &Context, opener: &mut Opener<'_>) -> Envelopes {
+    let Some((active, recipient)) = ctx.active_key() else {
+        return Envelopes::new();
+    };
+    let old = sealed
+        .status
+        .as_ref()
+        .map(|s| s.rewrapped_envelopes.clone())
+        .unwrap_or_default();
+    let mut out = Envelopes::new();
+    for (id, wrapped) in &sealed.spec.envelopes {
+        if wrapped.contains_key(&active) {
+            continue;
+        }
+        if let Some(previous) = old.get(id).filter(|m| m.contains_key(&active)) {
+            out.insert(id.clone(), previous.clone());
+            continue;
+        }
+        match rewrap(
+            opener,
+            &sealed.spec.envelopes,
+            id,
+            std::slice::from_ref(&recipient),
+        ) {
+            Ok(m) => {
+                out.insert(id.clone(), m);
+            }
+            Err(e) => tracing::warn!(envelope = %id, error = %e, "could not re-wrap"),
+        }
+    }
+    out
+}
+
+async fn write_secret(
+    sealed: &SealedSecret,
+    ctx: &Context,
+    opener: &mut Opener<'_>,
+) -> Result<Wrote, Error> {
+    let at = location(sealed);
+    let values = open_values(sealed, &at, opener).map_err(|e| {
         let reason = match e.kind {
             ErrorKind::KeyNotFound => "KeyNotFound",
             ErrorKind::BindingMismatch => "BindingMismatch",

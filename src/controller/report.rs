@@ -5,6 +5,7 @@
 
 use super::Context;
 use crate::api::{SealedSecret, SealedSecretStatus};
+use crate::format::Envelopes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -22,6 +23,8 @@ pub struct Report {
     pub object: Arc<SealedSecret>,
     pub condition: Condition,
     pub key_ids: Vec<String>,
+    /// Envelopes re-wrapped to the Active key; `None` keeps what status has.
+    pub rewrapped: Option<Envelopes>,
     pub events: Vec<(EventType, String, String, String)>,
 }
 
@@ -94,7 +97,15 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 async fn write(ctx: &Context, report: Report) {
-    if let Err(e) = update_status(ctx, &report.object, report.condition, report.key_ids).await {
+    if let Err(e) = update_status(
+        ctx,
+        &report.object,
+        report.condition,
+        report.key_ids,
+        report.rewrapped,
+    )
+    .await
+    {
         tracing::warn!(object = %ObjectRef::from_obj(&*report.object), error = %e, "could not write status");
     }
     let reference = report.object.object_ref(&());
@@ -118,6 +129,7 @@ async fn update_status(
     sealed: &SealedSecret,
     mut condition: Condition,
     key_ids: Vec<String>,
+    rewrapped: Option<Envelopes>,
 ) -> Result<(), kube::Error> {
     // The cached object may be newer than the one reconciled.
     let current = ctx
@@ -137,14 +149,19 @@ async fn update_status(
         conditions: vec![condition],
         observed_generation: sealed.meta().generation,
         key_ids,
-        rewrapped_envelopes: old.rewrapped_envelopes.clone(),
+        rewrapped_envelopes: rewrapped.unwrap_or_else(|| old.rewrapped_envelopes.clone()),
     };
     if status == old {
         return Ok(());
     }
     let api: Api<SealedSecret> =
         Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
-    let patch = serde_json::json!({ "status": status });
+    let mut patch = serde_json::json!({ "status": status });
+    for emptied in ["keyIds", "rewrappedEnvelopes"] {
+        if patch["status"].get(emptied).is_none() {
+            patch["status"][emptied] = serde_json::Value::Null; // a merge patch keeps absent fields
+        }
+    }
     api.patch_status(
         &sealed.name_any(),
         &PatchParams::default(),
