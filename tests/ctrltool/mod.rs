@@ -108,9 +108,14 @@ where
 
 impl Env {
     pub async fn start() -> Env {
+        let path = tokio::task::spawn_blocking(kubeconfig).await.unwrap();
+        Env::at(path).await
+    }
+
+    /// An environment on the API server of `path` (a dedicated cluster).
+    pub async fn at(path: PathBuf) -> Env {
         let guard = LOCK.lock().await;
         logs();
-        let path = tokio::task::spawn_blocking(kubeconfig).await.unwrap();
         let client = client_for(&path).await;
         install_crds(&client).await;
         let ns: Api<Namespace> = Api::all(client.clone());
