@@ -1,6 +1,7 @@
 // Command testcluster runs a real Kubernetes control plane (etcd, kube-apiserver and
-// a kube-controller-manager with the garbage-collector and namespace controllers) on
-// 127.0.0.1 for gitseal's integration tests and demos.
+// a kube-controller-manager with the garbage-collector, namespace, service-account and
+// cluster-role aggregation controllers) on 127.0.0.1 for gitseal's tests and demos.
+// There are no nodes: nothing runs pods.
 //
 // Every component is compiled from the upstream Go modules (k8s.io/kubernetes and
 // go.etcd.io/etcd/server/v3) at pinned versions; nothing is mocked. All state (certs,
