@@ -394,3 +394,81 @@ async fn keys_fetch_writes_a_keyring_that_seal_uses() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_with_only_the_deploy_rbac_and_users_cannot_read_keys() {
+    let env = Env::start().await;
+    apply_deploy_file(&env.client, "serviceaccount.yaml").await;
+    apply_deploy_file(&env.client, "rbac.yaml").await;
+    let restricted = client_as(&env, SYSTEM_NS, "gitseal-controller").await;
+    // The service account itself cannot read what it has no rule for.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(restricted.clone(), "default");
+    assert!(
+        matches!(cms.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403)
+    );
+    let _ctl = env.controller_with("rbac", restricted).await;
+    let ns = env.namespace().await;
+    let keyring = env.keyring().await;
+    env.apply_sealed(
+        &ns,
+        &seal_to(&keyring, &ns, "db", &[("password", "rbac-plain")], "strict"),
+    )
+    .await;
+    assert_eq!(
+        data(&env.wait_secret(&ns, "db").await, "password"),
+        "rbac-plain"
+    );
+    env.wait_ready(&ns, "db", "True").await;
+
+    // A namespace admin (plus the gitseal view role) sees SealingKeys, never the key Secrets.
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+    let user = client_as(&env, &ns, "dev").await;
+    let rb: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "dev-admin", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "dev", "namespace": ns}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(env.client.clone(), &ns)
+        .create(&PostParams::default(), &rb)
+        .await
+        .unwrap();
+    let crb: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("dev-view-{ns}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gitseal-view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "dev", "namespace": ns}]
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(env.client.clone())
+        .create(&PostParams::default(), &crb)
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), || async {
+        Api::<SealingKey>::all(user.clone())
+            .list(&Default::default())
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(
+        Api::<Secret>::namespaced(user.clone(), &ns)
+            .get("db")
+            .await
+            .is_ok(),
+        "admin of its namespace"
+    );
+    let keys: Api<Secret> = Api::namespaced(user.clone(), SYSTEM_NS);
+    assert!(
+        matches!(keys.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403)
+    );
+    let key_name = gitseal::keyring::key_secret_name(
+        &Api::<SealingKey>::all(env.client.clone())
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items[0]
+            .name_any(),
+    );
+    assert!(matches!(keys.get(&key_name).await, Err(kube::Error::Api(e)) if e.code == 403));
+}

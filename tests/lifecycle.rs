@@ -321,7 +321,10 @@ async fn reseal_leaves_files_that_differ_from_the_cluster_alone() {
     let ghost_path = dir.path().join("ghost.yaml");
     std::fs::write(
         &ghost_path,
-        gitseal::manifest::emit_sealed(&[ghost.clone()], gitseal::manifest::Format::Yaml),
+        gitseal::manifest::emit_sealed(
+            std::slice::from_ref(&ghost),
+            gitseal::manifest::Format::Yaml,
+        ),
     )
     .unwrap();
     // Make the spec differ for files[0] by changing a value line instead of metadata.

@@ -160,33 +160,8 @@ impl Env {
 
     /// Start a controller replica in this process (stopped when the handle drops).
     pub async fn controller(&self, name: &str) -> Ctl {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = gitseal::controller::Config {
-            namespace: SYSTEM_NS.into(),
-            watch_namespaces: vec![],
-            key_renew_interval: Duration::ZERO,
-            metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            leader_elect: true,
-            lease_duration: LEASE,
-            identity: format!("replica-{name}-{:x}", rand_u32()),
-            concurrency: 16,
-        };
         let client = client_for(&self.kubeconfig).await;
-        let task = tokio::spawn(async move {
-            if let Err(e) = gitseal::controller::run(client, config).await {
-                eprintln!("controller stopped: {e}");
-            }
-        });
-        let ctl = Ctl { port, task };
-        wait_for(Duration::from_secs(20), || async {
-            ctl.get("/healthz").await.is_some()
-        })
-        .await;
-        ctl
+        self.controller_with(name, client).await
     }
 
     /// The cluster's keyring once it has an Active key with a public key.
@@ -483,4 +458,121 @@ pub fn ready_of(ss: &SealedSecret) -> (String, String) {
         .find(|c| c.type_ == "Ready")
         .unwrap();
     (c.reason.clone(), c.message.clone())
+}
+
+/// Apply every document of a deploy/ file (the kinds deploy/ uses).
+pub async fn apply_deploy_file(client: &Client, file: &str) {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    let text =
+        std::fs::read_to_string(format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let pp = PatchParams::apply("gitseal-tests").force();
+    for doc in gitseal::yaml::from_multiple::<serde_json::Value>(&text).unwrap() {
+        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+        let ns = doc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(SYSTEM_NS)
+            .to_string();
+        match doc["kind"].as_str().unwrap() {
+            "ServiceAccount" => drop(
+                Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+                    .patch(&name, &pp, &Patch::Apply(&doc))
+                    .await
+                    .unwrap(),
+            ),
+            "ClusterRole" => drop(
+                Api::<ClusterRole>::all(client.clone())
+                    .patch(&name, &pp, &Patch::Apply(&doc))
+                    .await
+                    .unwrap(),
+            ),
+            "ClusterRoleBinding" => drop(
+                Api::<ClusterRoleBinding>::all(client.clone())
+                    .patch(&name, &pp, &Patch::Apply(&doc))
+                    .await
+                    .unwrap(),
+            ),
+            "Role" => drop(
+                Api::<Role>::namespaced(client.clone(), &ns)
+                    .patch(&name, &pp, &Patch::Apply(&doc))
+                    .await
+                    .unwrap(),
+            ),
+            "RoleBinding" => drop(
+                Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                    .patch(&name, &pp, &Patch::Apply(&doc))
+                    .await
+                    .unwrap(),
+            ),
+            other => panic!("apply_deploy_file: unexpected kind {other}"),
+        }
+    }
+}
+
+/// A client that authenticates as service account `ns/name` (a real token from the API).
+pub async fn client_as(env: &Env, ns: &str, name: &str) -> Client {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), ns);
+    if sas.get_opt(name).await.unwrap().is_none() {
+        let sa: ServiceAccount =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        sas.create(&PostParams::default(), &sa).await.unwrap();
+    }
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request(name, &PostParams::default(), &req)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let file = Kubeconfig::read_from(&env.kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    Client::try_from(config).unwrap()
+}
+
+impl Env {
+    /// Start a controller replica that uses `client` (e.g. one bound only to deploy/ RBAC).
+    pub async fn controller_with(&self, name: &str, client: Client) -> Ctl {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = gitseal::controller::Config {
+            namespace: SYSTEM_NS.into(),
+            watch_namespaces: vec![],
+            key_renew_interval: Duration::ZERO,
+            metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            leader_elect: true,
+            lease_duration: LEASE,
+            identity: format!("replica-{name}-{:x}", rand_u32()),
+            concurrency: 16,
+        };
+        let task = tokio::spawn(async move {
+            if let Err(e) = gitseal::controller::run(client, config).await {
+                eprintln!("controller stopped: {e}");
+            }
+        });
+        let ctl = Ctl { port, task };
+        wait_for(Duration::from_secs(20), || async {
+            ctl.get("/healthz").await.is_some()
+        })
+        .await;
+        ctl
+    }
 }
