@@ -95,20 +95,39 @@ pub fn is_manifest(path: &Path) -> bool {
 
 /// Write `bytes` to `path` atomically: a temp file next to it (mode `mode`), then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Failure> {
-    let fail = |e: std::io::Error| Failure::input(format!("{}: cannot write: {e}", path.display()));
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+    write_all_atomic(&[(path, bytes)], mode)
+}
+
+/// Write several files, each atomically: every temp file is written first, made durable
+/// together (one `fsync`, or one `syncfs` for many files instead of an `fsync` each), and
+/// only then renamed into place. A failure before the renames leaves no file touched.
+pub fn write_all_atomic(files: &[(&Path, &[u8])], mode: u32) -> Result<(), Failure> {
+    let fail = |path: &Path, e: std::io::Error| {
+        Failure::input(format!("{}: cannot write: {e}", path.display()))
     };
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".gitseal-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(fail)?;
-    tmp.write_all(bytes).map_err(fail)?;
-    tmp.as_file().sync_all().map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
+    let mut staged = Vec::with_capacity(files.len());
+    for &(path, bytes) in files {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(path, e))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".gitseal-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .tempfile_in(dir)
+            .map_err(|e| fail(path, e))?;
+        tmp.write_all(bytes).map_err(|e| fail(path, e))?;
+        staged.push((path, tmp));
+    }
+    match staged.as_slice() {
+        [] => {}
+        [(path, tmp)] => tmp.as_file().sync_all().map_err(|e| fail(path, e))?,
+        [(path, tmp), ..] => rustix::fs::syncfs(tmp.as_file()).map_err(|e| fail(path, e.into()))?,
+    }
+    for (path, tmp) in staged {
+        tmp.persist(path).map_err(|e| fail(path, e.error))?;
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! SealedSecret file. Everything is sealed in memory first; files are written only when all
 //! inputs succeeded, each atomically.
 
-use super::io::{PUBLIC_MODE, Source, expand, write_atomic};
+use super::io::{PUBLIC_MODE, Source, expand, write_all_atomic, write_atomic};
 use super::recipients::{Recipients, none_configured};
 use super::{CmdResult, Failure, SealArgs, exit};
 use crate::api::SealedSecret;
@@ -106,9 +106,11 @@ fn seal_sources(args: &SealArgs, mut recipients: Recipients) -> CmdResult {
             let sealed = seal_source(args, src, Some(&dest), &mut recipients)?;
             outputs.push((dest, emit_sealed(&sealed, format)));
         }
-        for (path, text) in &outputs {
-            write_atomic(path, text.as_bytes(), PUBLIC_MODE)?;
-        }
+        let files: Vec<_> = outputs
+            .iter()
+            .map(|(path, text)| (path.as_path(), text.as_bytes()))
+            .collect();
+        write_all_atomic(&files, PUBLIC_MODE)?;
         eprintln!("sealed {} files into {}", outputs.len(), out_dir.display());
         return Ok(exit::OK);
     }

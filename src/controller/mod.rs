@@ -193,6 +193,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let mut sealed_stores = Vec::new();
     let mut sealed_streams = Vec::new();
     let (deleted_tx, deleted_rx) = tokio::sync::broadcast::channel::<ObjectRef<SealedSecret>>(4096);
+    // Wakes the key manager: key changes, and SealedSecret changes (usage counts).
+    let (key_tick_tx, key_tick_rx) = watch::channel(());
     for scope in scopes(&config) {
         let deleted = deleted_tx.clone();
         let (store, writer) = reflector::store_shared(256);
@@ -222,7 +224,13 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         )
         .default_backoff()
         .reflect_shared(sealed_writer)
-        .for_each(|_| future::ready(()));
+        .for_each({
+            let usage_changed = key_tick_tx.clone();
+            move |_| {
+                let _ = usage_changed.send(());
+                future::ready(())
+            }
+        });
         sealed_stores.push(sealed_store);
         sealed_streams.push((sealed_stream, sealed_sub));
     }
@@ -244,7 +252,6 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     });
 
     // Key changes (new key Secrets) re-reconcile everything; SealingKey changes wake the key manager.
-    let (key_tick_tx, key_tick_rx) = watch::channel(());
     let key_tick = key_tick_tx.clone();
     let (all_tx, all_rx) = tokio::sync::broadcast::channel::<()>(16);
     let all_on_key_change = all_tx.clone();
@@ -365,7 +372,8 @@ fn broadcast_stream<T: Clone + Send + 'static>(
     })
 }
 
-/// Run the key manager on every key change, and every 30 s for renewal and usage counts.
+/// Run the key manager on every key or SealedSecret change (at most every 200 ms), and every
+/// 30 s for renewal.
 async fn key_manager(ctx: Arc<Context>, mut ticks: watch::Receiver<()>) {
     loop {
         if let Err(e) = keys::manage(&ctx).await {

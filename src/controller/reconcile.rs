@@ -57,7 +57,9 @@ enum Wrote {
 
 pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    let busy = ctx.reports.busy();
     let result = apply(&sealed, &ctx).await;
+    drop(busy);
     let rewrapped = result.as_ref().ok().map(|(_, r)| r.clone());
     let result = result.map(|(wrote, _)| wrote);
     ctx.metrics

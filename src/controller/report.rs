@@ -1,7 +1,9 @@
 //! Status and Events, written behind the data path: reconcilers queue a report per object
 //! (latest status wins, Events accumulate) and a small pool of workers writes them. Secrets
 //! are what workloads wait for, so under load they reach the API server first; status follows
-//! within moments. One object's reports are never written concurrently or out of order.
+//! within moments: while any reconcile is in flight only one report is written at a time,
+//! and the whole pool runs once the data path is idle. One object's reports are never written
+//! concurrently or out of order.
 
 use super::Context;
 use crate::api::{SealedSecret, SealedSecretStatus};
@@ -12,11 +14,14 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// Concurrent status writers.
+/// Concurrent status writers when no reconcile is running.
 const WORKERS: usize = 8;
+/// Concurrent status writers while reconciles are running.
+const WORKERS_WHEN_BUSY: usize = 1;
 
 /// What one reconcile has to say about its object.
 pub struct Report {
@@ -39,6 +44,19 @@ struct Queue {
 pub struct Reports {
     pending: Mutex<Queue>,
     wake: Notify,
+    /// Reconciles in flight (see [`Reports::busy`]).
+    busy: AtomicUsize,
+}
+
+/// Marks one reconcile in flight until dropped.
+pub struct Busy<'a>(&'a Reports);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.wake.notify_waiters(); // the data path went idle: the whole pool may run
+        }
+    }
 }
 
 impl Reports {
@@ -56,13 +74,32 @@ impl Reports {
         self.wake.notify_one();
     }
 
-    /// Take one report whose object has no write in flight.
+    /// Hold while reconciling: status writes then give way to Secret writes.
+    pub fn busy(&self) -> Busy<'_> {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(self)
+    }
+
+    /// Take one report whose object has no write in flight, if the pool may grow.
     fn take(&self) -> Option<(ObjectRef<SealedSecret>, Report)> {
+        let limit = if self.busy.load(Ordering::Acquire) > 0 {
+            WORKERS_WHEN_BUSY
+        } else {
+            WORKERS
+        };
         let mut guard = self.pending.lock().expect("reports lock");
         let Queue { pending, in_flight } = &mut *guard;
+        if in_flight.len() >= limit {
+            return None;
+        }
         let key = pending.keys().find(|k| !in_flight.contains(*k))?.clone();
         let report = pending.remove(&key)?;
         in_flight.insert(key.clone());
+        let more = !pending.is_empty() && in_flight.len() < limit;
+        drop(guard);
+        if more {
+            self.wake.notify_one(); // let another worker start
+        }
         Some((key, report))
     }
 

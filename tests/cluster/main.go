@@ -12,6 +12,7 @@
 //	testcluster apiserver --dir DIR           kube-apiserver against the etcd recorded in DIR
 //	testcluster controller-manager --dir DIR  kube-controller-manager against DIR/kubeconfig
 //	testcluster version                       pinned component versions
+//	testcluster kubectl ARGS...               the upstream kubectl of the same release
 //
 // Each command prints "ready kubeconfig=DIR/kubeconfig" (etcd: "ready etcd=URL") on
 // stdout once its component is serving, and shuts down cleanly on SIGTERM/SIGINT.
@@ -32,7 +33,8 @@ import (
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: testcluster <up|etcd|apiserver|controller-manager> --dir DIR [--stop-on-eof]
        testcluster up --dir DIR [--stop-on-eof] [--rm]
-       testcluster version`)
+       testcluster version
+       testcluster kubectl ARGS...`)
 	os.Exit(2)
 }
 
@@ -44,6 +46,9 @@ func main() {
 	if cmd == "version" {
 		fmt.Println(versionString())
 		return
+	}
+	if cmd == "kubectl" {
+		runKubectl(os.Args[2:])
 	}
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	dir := fs.String("dir", "", "state directory (created if missing)")
