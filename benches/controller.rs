@@ -169,6 +169,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `cargo test --all-targets` runs bench targets too (without --bench): nothing to do then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("controller benchmark: run it with `cargo bench --bench controller`");
+        return;
+    }
     let objects: usize = std::env::var("BENCH_OBJECTS")
         .ok()
         .and_then(|s| s.parse().ok())
