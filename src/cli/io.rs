@@ -105,8 +105,8 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])], mode: u32) -> Result<(), Failu
     let fail = |path: &Path, e: std::io::Error| {
         Failure::input(format!("{}: cannot write: {e}", path.display()))
     };
-    let mut staged = Vec::with_capacity(files.len());
-    for &(path, bytes) in files {
+    let stage = |i: usize| {
+        let (path, bytes) = files[i];
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -118,8 +118,12 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])], mode: u32) -> Result<(), Failu
             .tempfile_in(dir)
             .map_err(|e| fail(path, e))?;
         tmp.write_all(bytes).map_err(|e| fail(path, e))?;
-        staged.push((path, tmp));
-    }
+        Ok((path, tmp))
+    };
+    // On error every temp file made so far is removed as `staged` drops.
+    let staged: Vec<_> = par_map(files.len(), stage)
+        .into_iter()
+        .collect::<Result<_, Failure>>()?;
     match staged.as_slice() {
         [] => {}
         [(path, tmp)] => tmp.as_file().sync_all().map_err(|e| fail(path, e))?,
@@ -129,6 +133,41 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])], mode: u32) -> Result<(), Failu
         tmp.persist(path).map_err(|e| fail(path, e.error))?;
     }
     Ok(())
+}
+
+/// `f(0..n)` on every core (one thread when `n` is small), results in index order.
+pub fn par_map<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    const MIN_PER_THREAD: usize = 8;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(n / MIN_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return (0..n).map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= n {
+                            return done;
+                        }
+                        done.push((i, f(i)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker panicked"))
+            .collect()
+    });
+    out.sort_unstable_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Mode of files that hold only public or encrypted data.

@@ -6,14 +6,15 @@ use crate::crypto::Recipient;
 use crate::manifest::{Config, Resolved, read_keyring};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 pub enum Recipients {
     /// From flags: the same for every file.
-    Flags(Resolved),
+    Flags(Arc<Resolved>),
     /// From `.gitseal.yaml`, resolved lazily per rule.
     Config {
         config: Config,
-        resolved: HashMap<usize, Resolved>,
+        resolved: HashMap<usize, Arc<Resolved>>,
     },
     /// Neither flags nor a config file.
     Nothing,
@@ -45,22 +46,22 @@ impl Recipients {
                 .extend(ring.active(&path.display().to_string())?);
             out.known_key_ids.extend(ring.usable_key_ids());
         }
-        Ok(Recipients::Flags(out))
+        Ok(Recipients::Flags(Arc::new(out)))
     }
 
     /// The recipients for a file (`None`: stdin). `None` when nothing covers it.
-    pub fn for_path(&mut self, path: Option<&Path>) -> Result<Option<&Resolved>, Failure> {
+    pub fn for_path(&mut self, path: Option<&Path>) -> Result<Option<Arc<Resolved>>, Failure> {
         match self {
-            Recipients::Flags(r) => Ok(Some(r)),
+            Recipients::Flags(r) => Ok(Some(r.clone())),
             Recipients::Nothing => Ok(None),
             Recipients::Config { config, resolved } => {
                 let Some(i) = config.rule_index(path) else {
                     return Ok(None);
                 };
                 if let std::collections::hash_map::Entry::Vacant(slot) = resolved.entry(i) {
-                    slot.insert(config.resolve(&config.rules[i])?);
+                    slot.insert(Arc::new(config.resolve(&config.rules[i])?));
                 }
-                Ok(resolved.get(&i))
+                Ok(resolved.get(&i).cloned())
             }
         }
     }

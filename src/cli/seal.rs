@@ -3,14 +3,14 @@
 //! SealedSecret file. Everything is sealed in memory first; files are written only when all
 //! inputs succeeded, each atomically.
 
-use super::io::{PUBLIC_MODE, Source, expand, write_all_atomic, write_atomic};
+use super::io::{PUBLIC_MODE, Source, expand, par_map, write_all_atomic, write_atomic};
 use super::recipients::{Recipients, none_configured};
 use super::{CmdResult, Failure, SealArgs, exit};
 use crate::api::SealedSecret;
 use crate::crypto::Plaintext;
 use crate::format::{MAX_VALUE_LEN, Scope};
 use crate::manifest::{
-    Format, Location, SealOptions, SecretInput, check_key, emit_sealed, merge_into,
+    Format, Location, Resolved, SealOptions, SecretInput, check_key, emit_sealed, merge_into,
     parse_documents, parse_sealed, parse_secret, seal,
 };
 use rand::Rng;
@@ -51,13 +51,11 @@ fn options<'a>(args: &'a SealArgs, resolved: &'a crate::manifest::Resolved) -> S
     }
 }
 
-/// Seal every Secret of one source. `.gitseal.yaml` rules match `rule_path`: where the sealed
-/// file will be written (`-w`), else the input file.
+/// Seal every Secret of one source to `resolved`.
 fn seal_source(
     args: &SealArgs,
     src: &Source,
-    rule_path: Option<&Path>,
-    recipients: &mut Recipients,
+    resolved: &Resolved,
 ) -> Result<Vec<SealedSecret>, Failure> {
     let name = src.name();
     let text = src.read()?;
@@ -65,12 +63,30 @@ fn seal_source(
     if docs.is_empty() {
         return Err(Failure::input(format!("{name}: no documents")));
     }
-    let resolved = recipients
-        .for_path(rule_path)?
-        .ok_or_else(|| none_configured(&name))?;
     let opts = options(args, resolved);
     docs.iter()
         .map(|doc| Ok(seal(&parse_secret(doc)?, &opts)?))
+        .collect()
+}
+
+/// Seal many sources on every core. `.gitseal.yaml` rules match each source's rule path:
+/// where its sealed file will be written (`-w`), else the input file. Results come back in
+/// order; the first failure in that order wins, so errors don't depend on scheduling.
+fn seal_all(
+    args: &SealArgs,
+    jobs: &[(&Source, Option<&Path>)],
+    recipients: &mut Recipients,
+) -> Result<Vec<Vec<SealedSecret>>, Failure> {
+    let resolved = jobs
+        .iter()
+        .map(|(src, rule_path)| {
+            recipients
+                .for_path(*rule_path)?
+                .ok_or_else(|| none_configured(&src.name()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    par_map(jobs.len(), |i| seal_source(args, jobs[i].0, &resolved[i]))
+        .into_iter()
         .collect()
 }
 
@@ -96,29 +112,42 @@ fn seal_sources(args: &SealArgs, mut recipients: Recipients) -> CmdResult {
     }
     if mirrored {
         let out_dir = args.write.clone().expect("mirrored implies -w");
-        let mut outputs = Vec::with_capacity(sources.len());
-        for src in &sources {
-            let path = src.path.as_ref().expect("directory entries are files");
-            let rel = path
-                .strip_prefix(src.root.as_ref().expect("directory entry"))
-                .unwrap_or(path);
-            let dest = out_dir.join(output_name(rel, format));
-            let sealed = seal_source(args, src, Some(&dest), &mut recipients)?;
-            outputs.push((dest, emit_sealed(&sealed, format)));
-        }
-        let files: Vec<_> = outputs
+        let dests: Vec<PathBuf> = sources
             .iter()
+            .map(|src| {
+                let path = src.path.as_ref().expect("directory entries are files");
+                let rel = path
+                    .strip_prefix(src.root.as_ref().expect("directory entry"))
+                    .unwrap_or(path);
+                out_dir.join(output_name(rel, format))
+            })
+            .collect();
+        let jobs: Vec<_> = sources
+            .iter()
+            .zip(&dests)
+            .map(|(src, dest)| (src, Some(dest.as_path())))
+            .collect();
+        let texts: Vec<String> = seal_all(args, &jobs, &mut recipients)?
+            .iter()
+            .map(|sealed| emit_sealed(sealed, format))
+            .collect();
+        let files: Vec<_> = dests
+            .iter()
+            .zip(&texts)
             .map(|(path, text)| (path.as_path(), text.as_bytes()))
             .collect();
         write_all_atomic(&files, PUBLIC_MODE)?;
-        eprintln!("sealed {} files into {}", outputs.len(), out_dir.display());
+        eprintln!("sealed {} files into {}", files.len(), out_dir.display());
         return Ok(exit::OK);
     }
-    let mut all = Vec::new();
-    for src in &sources {
-        let rule_path = args.write.as_deref().or(src.path.as_deref());
-        all.extend(seal_source(args, src, rule_path, &mut recipients)?);
-    }
+    let jobs: Vec<_> = sources
+        .iter()
+        .map(|src| (src, args.write.as_deref().or(src.path.as_deref())))
+        .collect();
+    let all: Vec<SealedSecret> = seal_all(args, &jobs, &mut recipients)?
+        .into_iter()
+        .flatten()
+        .collect();
     emit(args, &all)
 }
 
@@ -146,7 +175,7 @@ fn seal_flags(args: &SealArgs, name: String, mut recipients: Recipients) -> CmdR
     let resolved = recipients
         .for_path(args.write.as_deref())?
         .ok_or_else(|| none_configured("--from-* flags"))?;
-    let sealed = seal(&input, &options(args, resolved))?;
+    let sealed = seal(&input, &options(args, &resolved))?;
     emit(args, &[sealed])
 }
 
@@ -274,7 +303,7 @@ fn merge(args: &SealArgs, file: &Path, mut recipients: Recipients, from_flags: b
     let resolved = recipients
         .for_path(Some(file))?
         .ok_or_else(|| none_configured(&name))?;
-    let outcome = merge_into(&mut objects[index], &input, &options(args, resolved))?;
+    let outcome = merge_into(&mut objects[index], &input, &options(args, &resolved))?;
     let format = Format::sniff(&text);
     if before != *text {
         eprintln!(
