@@ -204,6 +204,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             watcher::Config::default().labels(&selector),
         )
         .default_backoff()
+        .modify(secret::for_cache)
         .reflect_shared(writer)
         .for_each(move |event| {
             // Shared stores do not pass deletions on: trigger the owner ourselves.
@@ -223,6 +224,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             watcher::Config::default(),
         )
         .default_backoff()
+        .modify(|s: &mut SealedSecret| s.metadata.managed_fields = None)
         .reflect_shared(sealed_writer)
         .for_each({
             let usage_changed = key_tick_tx.clone();

@@ -1,8 +1,8 @@
 //! Status and Events, written behind the data path: reconcilers queue a report per object
 //! (latest status wins, Events accumulate) and a small pool of workers writes them. Secrets
 //! are what workloads wait for, so under load they reach the API server first; status follows
-//! within moments: while any reconcile is in flight only one report is written at a time,
-//! and the whole pool runs once the data path is idle. One object's reports are never written
+//! within moments: while any reconcile is in flight one report is written at a time (with a
+//! pause after each), and the whole pool runs once the data path is idle. One object's reports are never written
 //! concurrently or out of order.
 
 use super::Context;
@@ -20,8 +20,9 @@ use tokio::sync::Notify;
 
 /// Concurrent status writers when no reconcile is running.
 const WORKERS: usize = 8;
-/// Concurrent status writers while reconciles are running.
+/// Concurrent status writers while reconciles are running, and their pause between writes.
 const WORKERS_WHEN_BUSY: usize = 1;
+const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What one reconcile has to say about its object.
 pub struct Report {
@@ -124,6 +125,10 @@ pub async fn run(ctx: Arc<Context>) {
                     Some((key, report)) => {
                         write(&ctx, report).await;
                         ctx.reports.done(&key);
+                        if ctx.reports.busy.load(Ordering::Acquire) > 0 {
+                            // Under load, a trickle: Secrets first.
+                            tokio::time::sleep(BUSY_PAUSE).await;
+                        }
                     }
                     None => ctx.reports.wake.notified().await,
                 }

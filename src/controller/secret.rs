@@ -1,6 +1,8 @@
 //! The Secret a SealedSecret describes, and whether an existing Secret already says it.
 //! Pure: no API calls. The comparison is the "content hash" that makes a restart over
-//! in-sync objects write nothing; it is computed in memory and never stored.
+//! in-sync objects write nothing: the controller's cache keeps a digest of each managed
+//! Secret's data instead of the data (less memory, and no plain text held for every Secret);
+//! the digest lives only in memory and is never written anywhere.
 
 use crate::api::SealedSecret;
 use crate::crypto::Plaintext;
@@ -42,6 +44,36 @@ pub fn desired(sealed: &SealedSecret, values: BTreeMap<String, Plaintext>) -> Se
     }
 }
 
+/// Cache-only annotation holding the digest of the data the cached copy dropped.
+const CACHED_DIGEST: &str = "gitseal.dev/cached-data-sha256";
+
+/// SHA-256 over the length-prefixed keys and values, hex.
+fn data_digest(data: Option<&BTreeMap<String, ByteString>>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (k, v) in data.into_iter().flatten() {
+        for part in [k.as_bytes(), &v.0] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the controller's Secret cache keeps: no data (its digest instead), no managedFields.
+pub fn for_cache(secret: &mut Secret) {
+    let digest = data_digest(secret.data.as_ref());
+    if let Some(data) = secret.data.take() {
+        for (_, mut v) in data {
+            zeroize::Zeroize::zeroize(&mut v.0);
+        }
+    }
+    secret.metadata.managed_fields = None;
+    secret
+        .annotations_mut()
+        .insert(CACHED_DIGEST.into(), digest);
+}
+
 /// Whether `sealed` is the controller (owner) of `secret`.
 pub fn owned_by(secret: &Secret, sealed: &SealedSecret) -> bool {
     let uid = sealed.meta().uid.as_deref();
@@ -70,8 +102,12 @@ pub fn in_sync(actual: &Secret, want: &Secret) -> bool {
             .flatten()
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     };
-    let empty = BTreeMap::new();
-    actual.data.as_ref().unwrap_or(&empty) == want.data.as_ref().unwrap_or(&empty)
+    let have = actual
+        .annotations()
+        .get(CACHED_DIGEST)
+        .cloned()
+        .unwrap_or_else(|| data_digest(actual.data.as_ref()));
+    have == data_digest(want.data.as_ref())
         && actual.type_.as_deref().unwrap_or("Opaque") == want.type_.as_deref().unwrap_or("Opaque")
         && actual.immutable.unwrap_or(false) == want.immutable.unwrap_or(false)
         && contains(&actual.metadata.labels, &want.metadata.labels)
@@ -134,5 +170,17 @@ mod tests {
         let mut orphan = want.clone();
         orphan.metadata.owner_references = None;
         assert!(!in_sync(&orphan, &want) && !owned_by(&orphan, &ss));
+
+        // The cached form (digest instead of data) compares the same way.
+        let mut cached = want.clone();
+        for_cache(&mut cached);
+        assert!(cached.data.is_none() && in_sync(&cached, &want));
+        for_cache(&mut edited);
+        assert!(!in_sync(&edited, &want));
+        let mut moved = want.clone(); // same bytes, other key: a different digest
+        let v = moved.data.as_mut().unwrap().remove("k").unwrap();
+        moved.data.as_mut().unwrap().insert("kk".into(), v);
+        for_cache(&mut moved);
+        assert!(!in_sync(&moved, &want));
     }
 }
