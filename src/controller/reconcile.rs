@@ -2,7 +2,7 @@
 //! with server-side apply when it differs, and report status and Events. `error_policy`
 //! backs off per object, so one bad object never blocks the others.
 
-use super::report::Report;
+use super::report::{Report, Subject};
 use super::secret::{adoptable, desired, in_sync, owned_by};
 use super::{Context, FIELD_MANAGER};
 use crate::api::SealedSecret;
@@ -57,9 +57,7 @@ enum Wrote {
 
 pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let busy = ctx.reports.busy();
     let result = apply(&sealed, &ctx).await;
-    drop(busy);
     let rewrapped = result.as_ref().ok().map(|(_, r)| r.clone());
     let result = result.map(|(wrote, _)| wrote);
     ctx.metrics
@@ -109,7 +107,7 @@ pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<A
         }
     };
     ctx.reports.push(Report {
-        object: sealed.clone(),
+        object: Subject::of(&sealed),
         condition,
         key_ids,
         rewrapped,
@@ -248,6 +246,8 @@ async fn write_secret(
     let ns = sealed.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let cached = ctx.managed_secret(&ns, &name);
+    // Secret writes in flight make status writes give way (see report.rs).
+    let _writing = ctx.reports.busy();
     let existing = match cached {
         Some(s) => Some(s),
         None => match api
@@ -283,7 +283,7 @@ async fn write_secret(
             ));
         }
         if in_sync(actual, &want) {
-            return Ok(Wrote::Nothing);
+            return Ok(Wrote::Nothing); // (a cached, in-sync Secret: no request was made)
         }
         if actual.immutable == Some(true) {
             api.delete(&name, &Default::default()).await?;

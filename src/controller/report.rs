@@ -1,13 +1,14 @@
 //! Status and Events, written behind the data path: reconcilers queue a report per object
 //! (latest status wins, Events accumulate) and a small pool of workers writes them. Secrets
 //! are what workloads wait for, so under load they reach the API server first; status follows
-//! within moments: while any reconcile is in flight one report is written at a time (with a
-//! pause after each), and the whole pool runs once the data path is idle. One object's reports are never written
-//! concurrently or out of order.
+//! within moments: while any Secret write is in flight one report is written at a time (with a
+//! pause after each), and the whole pool runs once the data path is idle. One object's
+//! reports are never written concurrently or out of order.
 
 use super::Context;
 use crate::api::{SealedSecret, SealedSecretStatus};
 use crate::format::Envelopes;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -18,15 +19,35 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// Concurrent status writers when no reconcile is running.
-const WORKERS: usize = 8;
-/// Concurrent status writers while reconciles are running, and their pause between writes.
+/// Concurrent status writers when no Secret write is in flight.
+const WORKERS: usize = 16;
+/// Concurrent status writers while Secret writes are in flight, and their pause between writes.
 const WORKERS_WHEN_BUSY: usize = 1;
 const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Which object a report is about: just enough to address it (queued reports don't keep
+/// whole objects alive next to the cache's newer copies).
+pub struct Subject {
+    key: ObjectRef<SealedSecret>,
+    uid: Option<String>,
+    generation: Option<i64>,
+    reference: ObjectReference,
+}
+
+impl Subject {
+    pub fn of(sealed: &SealedSecret) -> Self {
+        Subject {
+            key: ObjectRef::from_obj(sealed),
+            uid: sealed.meta().uid.clone(),
+            generation: sealed.meta().generation,
+            reference: sealed.object_ref(&()),
+        }
+    }
+}
+
 /// What one reconcile has to say about its object.
 pub struct Report {
-    pub object: Arc<SealedSecret>,
+    pub object: Subject,
     pub condition: Condition,
     pub key_ids: Vec<String>,
     /// Envelopes re-wrapped to the Active key; `None` keeps what status has.
@@ -45,7 +66,7 @@ struct Queue {
 pub struct Reports {
     pending: Mutex<Queue>,
     wake: Notify,
-    /// Reconciles in flight (see [`Reports::busy`]).
+    /// Secret writes in flight (see [`Reports::busy`]).
     busy: AtomicUsize,
 }
 
@@ -55,7 +76,7 @@ pub struct Busy<'a>(&'a Reports);
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.wake.notify_waiters(); // the data path went idle: the whole pool may run
+            self.0.wake.notify_waiters(); // no Secret write left: the whole pool may run
         }
     }
 }
@@ -63,7 +84,7 @@ impl Drop for Busy<'_> {
 impl Reports {
     /// Queue a report; a newer one replaces the older status and keeps its Events.
     pub fn push(&self, mut report: Report) {
-        let key = ObjectRef::from_obj(&*report.object);
+        let key = report.object.key.clone();
         let mut guard = self.pending.lock().expect("reports lock");
         if let Some(old) = guard.pending.remove(&key) {
             let mut events = old.events;
@@ -75,7 +96,7 @@ impl Reports {
         self.wake.notify_one();
     }
 
-    /// Hold while reconciling: status writes then give way to Secret writes.
+    /// Hold while writing a Secret: status writes then give way.
     pub fn busy(&self) -> Busy<'_> {
         self.busy.fetch_add(1, Ordering::AcqRel);
         Busy(self)
@@ -148,9 +169,9 @@ async fn write(ctx: &Context, report: Report) {
     )
     .await
     {
-        tracing::warn!(object = %ObjectRef::from_obj(&*report.object), error = %e, "could not write status");
+        tracing::warn!(object = %report.object.key, error = %e, "could not write status");
     }
-    let reference = report.object.object_ref(&());
+    let reference = report.object.reference;
     for (type_, reason, action, note) in report.events {
         let ev = Event {
             type_,
@@ -168,16 +189,16 @@ async fn write(ctx: &Context, report: Report) {
 /// Patch status only when something in it changes (keeps the transition time otherwise).
 async fn update_status(
     ctx: &Context,
-    sealed: &SealedSecret,
+    subject: &Subject,
     mut condition: Condition,
     key_ids: Vec<String>,
     rewrapped: Option<Envelopes>,
 ) -> Result<(), kube::Error> {
     // The cached object may be newer than the one reconciled.
-    let current = ctx
-        .sealed_object(&ObjectRef::from_obj(sealed))
-        .unwrap_or_else(|| Arc::new(sealed.clone()));
-    if current.meta().uid != sealed.meta().uid {
+    let Some(current) = ctx.sealed_object(&subject.key) else {
+        return Ok(()); // deleted meanwhile
+    };
+    if current.meta().uid != subject.uid {
         return Ok(()); // deleted and recreated meanwhile; its own reconcile reports
     }
     let old = current.status.clone().unwrap_or_default();
@@ -189,15 +210,17 @@ async fn update_status(
     }
     let status = SealedSecretStatus {
         conditions: vec![condition],
-        observed_generation: sealed.meta().generation,
+        observed_generation: subject.generation,
         key_ids,
         rewrapped_envelopes: rewrapped.unwrap_or_else(|| old.rewrapped_envelopes.clone()),
     };
     if status == old {
         return Ok(());
     }
-    let api: Api<SealedSecret> =
-        Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
+    let api: Api<SealedSecret> = Api::namespaced(
+        ctx.client.clone(),
+        current.namespace().as_deref().unwrap_or_default(),
+    );
     let mut patch = serde_json::json!({ "status": status });
     for emptied in ["keyIds", "rewrappedEnvelopes"] {
         if patch["status"].get(emptied).is_none() {
@@ -205,7 +228,7 @@ async fn update_status(
         }
     }
     api.patch_status(
-        &sealed.name_any(),
+        &current.name_any(),
         &PatchParams::default(),
         &Patch::Merge(&patch),
     )
