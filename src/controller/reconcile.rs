@@ -246,18 +246,20 @@ async fn write_secret(
     let ns = sealed.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let cached = ctx.managed_secret(&ns, &name);
-    // Secret writes in flight make status writes give way (see report.rs).
-    let _writing = ctx.reports.busy();
+    // Secret writes (only real requests, never an in-sync check) make status writes give way
+    // (see report.rs).
     let existing = match cached {
         Some(s) => Some(s),
-        None => match api
-            .create(
+        None => match ctx
+            .reports
+            .busy()
+            .during(api.create(
                 &PostParams {
                     field_manager: Some(FIELD_MANAGER.into()),
                     ..Default::default()
                 },
                 &want,
-            )
+            ))
             .await
         {
             Ok(_) => {
@@ -283,12 +285,15 @@ async fn write_secret(
             ));
         }
         if in_sync(actual, &want) {
-            return Ok(Wrote::Nothing); // (a cached, in-sync Secret: no request was made)
+            return Ok(Wrote::Nothing);
         }
-        if actual.immutable == Some(true) {
-            api.delete(&name, &Default::default()).await?;
-            ctx.metrics.wrote("delete");
-        }
+    }
+    let _writing = ctx.reports.busy();
+    if let Some(actual) = &existing
+        && actual.immutable == Some(true)
+    {
+        api.delete(&name, &Default::default()).await?;
+        ctx.metrics.wrote("delete");
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(&want)).await?;

@@ -1,8 +1,9 @@
 //! Status and Events, written behind the data path: reconcilers queue a report per object
 //! (latest status wins, Events accumulate) and a small pool of workers writes them. Secrets
 //! are what workloads wait for, so under load they reach the API server first; status follows
-//! within moments: while any Secret write is in flight one report is written at a time (with a
-//! pause after each), and the whole pool runs once the data path is idle. One object's
+//! within moments: while Secrets are being written (one in flight, or one within the last
+//! second) one report is written at a time with a pause after each, and the whole pool runs
+//! once the data path is quiet. One object's
 //! reports are never written concurrently or out of order.
 
 use super::Context;
@@ -17,13 +18,16 @@ use kube::{Resource, ResourceExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Concurrent status writers when no Secret write is in flight.
 const WORKERS: usize = 16;
 /// Concurrent status writers while Secret writes are in flight, and their pause between writes.
 const WORKERS_WHEN_BUSY: usize = 1;
-const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
+/// How long after the last Secret write the whole pool may run again.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// Which object a report is about: just enough to address it (queued reports don't keep
 /// whole objects alive next to the cache's newer copies).
@@ -66,18 +70,25 @@ struct Queue {
 pub struct Reports {
     pending: Mutex<Queue>,
     wake: Notify,
-    /// Secret writes in flight (see [`Reports::busy`]).
+    /// Secret writes in flight (see [`Reports::busy`]), and when the last one ended.
     busy: AtomicUsize,
+    last_write: Mutex<Option<Instant>>,
 }
 
-/// Marks one reconcile in flight until dropped.
+/// Marks one Secret write in flight until dropped.
 pub struct Busy<'a>(&'a Reports);
+
+impl Busy<'_> {
+    /// Hold the mark while `write` runs.
+    pub async fn during<T>(self, write: impl std::future::Future<Output = T>) -> T {
+        write.await
+    }
+}
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.wake.notify_waiters(); // no Secret write left: the whole pool may run
-        }
+        *self.0.last_write.lock().expect("reports lock") = Some(Instant::now());
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -102,9 +113,19 @@ impl Reports {
         Busy(self)
     }
 
+    /// Whether Secrets are being written: one is in flight, or one ended within [`QUIET`].
+    fn pressured(&self) -> bool {
+        self.busy.load(Ordering::Acquire) > 0
+            || self
+                .last_write
+                .lock()
+                .expect("reports lock")
+                .is_some_and(|t| t.elapsed() < QUIET)
+    }
+
     /// Take one report whose object has no write in flight, if the pool may grow.
     fn take(&self) -> Option<(ObjectRef<SealedSecret>, Report)> {
-        let limit = if self.busy.load(Ordering::Acquire) > 0 {
+        let limit = if self.pressured() {
             WORKERS_WHEN_BUSY
         } else {
             WORKERS
@@ -146,12 +167,15 @@ pub async fn run(ctx: Arc<Context>) {
                     Some((key, report)) => {
                         write(&ctx, report).await;
                         ctx.reports.done(&key);
-                        if ctx.reports.busy.load(Ordering::Acquire) > 0 {
+                        if ctx.reports.pressured() {
                             // Under load, a trickle: Secrets first.
                             tokio::time::sleep(BUSY_PAUSE).await;
                         }
                     }
-                    None => ctx.reports.wake.notified().await,
+                    // Woken by new reports, or to see whether the Secret writes are over.
+                    None => {
+                        let _ = tokio::time::timeout(QUIET, ctx.reports.wake.notified()).await;
+                    }
                 }
             }
         }

@@ -280,5 +280,25 @@ mod tests {
                 .open(&envs2, Scope::Strict, T, "pw", &v)
                 .is_err()
         );
+        // A re-wrap cannot widen the scope: the binding is in the value, not the envelope.
+        let mut opener = Opener::new([&new]);
+        let elsewhere = Target {
+            namespace: Some("staging"),
+            name: "db",
+        };
+        assert!(
+            opener
+                .open(&envs2, Scope::Strict, elsewhere, "pw", &v)
+                .is_err()
+        );
+        assert!(
+            opener
+                .open(&envs2, Scope::Strict, T, "other-key", &v)
+                .is_err()
+        );
+        assert!(matches!(
+            opener.open(&envs2, Scope::Cluster, T, "pw", &v),
+            Err(FormatError::ScopeMismatch { .. })
+        ));
     }
 }
