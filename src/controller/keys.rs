@@ -3,18 +3,19 @@
 //! key's status carries its public key, id, creation time and how many SealedSecrets use it.
 
 use super::Context;
+use super::events::Event;
 use crate::api::{KeyState, SealingKey, SealingKeySpec, SealingKeyStatus};
 use crate::crypto::Identity;
 use crate::keyring::{
     KeyView, demotions, identity_of, key_secret, key_secret_name, needs_new_key, next_key_name,
 };
-use crate::manifest::wanted_key_ids;
+use crate::manifest::wanted_key_id_refs;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One pass over the key set. Idempotent; run on every key change and periodically.
 pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
@@ -110,15 +111,17 @@ pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
 
 /// How many SealedSecrets (in the namespaces this controller watches) use each key id.
 fn usage_by_key_id(ctx: &Context) -> BTreeMap<String, i64> {
-    let mut usage = BTreeMap::new();
-    for store in &ctx.sealed_stores {
-        for sealed in store.state() {
-            for id in wanted_key_ids(&sealed) {
-                *usage.entry(id).or_default() += 1;
-            }
+    let objects: Vec<_> = ctx.sealed_stores.iter().flat_map(|s| s.state()).collect();
+    ctx.memo
+        .retain(objects.iter().filter_map(|o| o.metadata.uid.as_deref()));
+    let mut usage: BTreeMap<&str, i64> = BTreeMap::new();
+    for sealed in &objects {
+        let ids: BTreeSet<&str> = wanted_key_id_refs(sealed).collect();
+        for id in ids {
+            *usage.entry(id).or_default() += 1;
         }
     }
-    usage
+    usage.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 async fn create_key_secret(
@@ -223,7 +226,7 @@ async fn condition(
     ctx: &Context,
     key: &SealingKey,
     status: &str,
-    reason: &str,
+    reason: &'static str,
     message: &str,
 ) -> Result<(), kube::Error> {
     let old = key.status.clone().unwrap_or_default();
@@ -258,15 +261,14 @@ async fn publish_event(
     ctx: &Context,
     key: &SealingKey,
     type_: EventType,
-    reason: &str,
+    reason: &'static str,
     note: &str,
 ) {
     let ev = Event {
         type_,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: "ManageKey".into(),
-        secondary: None,
+        reason,
+        action: "ManageKey",
+        note: note.into(),
     };
     if let Err(e) = ctx.recorder.publish(&ev, &key.object_ref(&())).await {
         tracing::warn!(error = %e, "could not publish an Event");

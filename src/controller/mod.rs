@@ -3,9 +3,11 @@
 //! endpoints (/metrics, /healthz, /readyz). Only the leader writes; a standby replica keeps
 //! its caches warm and takes over when the lease expires.
 
+mod events;
 mod http;
 mod keys;
 mod leader;
+mod memo;
 pub mod metrics;
 mod reconcile;
 mod report;
@@ -19,7 +21,6 @@ use crate::keyring::{KEY_LABEL, PrivateKeys};
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource};
@@ -56,7 +57,7 @@ pub struct Config {
 pub struct Context {
     pub client: Client,
     pub config: Config,
-    pub recorder: Recorder,
+    pub recorder: events::Recorder,
     pub metrics: Arc<metrics::Metrics>,
     /// Managed Secrets (label selector), one store per watched scope.
     secret_stores: Vec<Store<Secret>>,
@@ -67,15 +68,39 @@ pub struct Context {
     /// SealedSecrets, one store per watched scope (for key usage counts).
     pub sealed_stores: Vec<Store<SealedSecret>>,
     failures: Mutex<HashMap<ObjectRef<SealedSecret>, u32>>,
+    /// Parsed private keys and the fingerprint of the key Secrets they were parsed from.
+    private_keys: Mutex<Option<(u64, Arc<PrivateKeys>)>>,
+    /// Digests of what each object unsealed to last (skips decryption when only checking).
+    pub memo: memo::Memo,
     /// Status and Events waiting to be written.
     reports: report::Reports,
 }
 
 impl Context {
-    /// The cluster's private keys, from the key Secret cache.
-    pub fn private_keys(&self) -> PrivateKeys {
+    /// The cluster's private keys, from the key Secret cache, parsed again only when a key
+    /// Secret changed (every reconcile needs them); and a fingerprint of their versions.
+    pub fn private_keys(&self) -> (Arc<PrivateKeys>, u64) {
+        use std::hash::{Hash, Hasher};
         let secrets = self.key_secrets.state();
-        PrivateKeys::from_secrets(secrets.iter().map(|s| s.as_ref()))
+        let mut versions: Vec<_> = secrets
+            .iter()
+            .map(|s| (s.metadata.uid.clone(), s.metadata.resource_version.clone()))
+            .collect();
+        versions.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        versions.hash(&mut h);
+        let fingerprint = h.finish();
+        let mut cached = self.private_keys.lock().expect("key cache lock");
+        match &*cached {
+            Some((fp, keys)) if *fp == fingerprint => (keys.clone(), fingerprint),
+            _ => {
+                let keys = Arc::new(PrivateKeys::from_secrets(
+                    secrets.iter().map(|s| s.as_ref()),
+                ));
+                *cached = Some((fingerprint, keys.clone()));
+                (keys, fingerprint)
+            }
+        }
     }
 
     /// The Active key (newest, should two be Active for a moment): key id and recipient.
@@ -224,7 +249,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             watcher::Config::default(),
         )
         .default_backoff()
-        .modify(|s: &mut SealedSecret| s.metadata.managed_fields = None)
+        .modify(slim_sealed)
         .reflect_shared(sealed_writer)
         .for_each({
             let usage_changed = key_tick_tx.clone();
@@ -236,20 +261,18 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         sealed_stores.push(sealed_store);
         sealed_streams.push((sealed_stream, sealed_sub));
     }
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.into(),
-        instance: Some(config.identity.clone()),
-    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: events::Recorder::new(client.clone(), FIELD_MANAGER, &config.identity),
         metrics: metrics.clone(),
         secret_stores: secret_stores.clone(),
         key_secrets: key_secrets.clone(),
         sealing_keys: sealing_keys.clone(),
         sealed_stores: sealed_stores.clone(),
         failures: Mutex::default(),
+        private_keys: Mutex::default(),
+        memo: memo::Memo::default(),
         reports: report::Reports::default(),
     });
 
@@ -328,6 +351,18 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by")
 }
 
+/// What the SealedSecret cache keeps: no managedFields, and no copy of the whole object that
+/// `kubectl apply` leaves in an annotation (it would double every object in memory).
+fn slim_sealed(s: &mut SealedSecret) {
+    s.metadata.managed_fields = None;
+    if let Some(a) = &mut s.metadata.annotations {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        if a.is_empty() {
+            s.metadata.annotations = None;
+        }
+    }
+}
+
 /// The SealedSecret that controls a managed Secret.
 fn owner_of(secret: &Secret) -> Option<ObjectRef<SealedSecret>> {
     let ns = secret.metadata.namespace.as_deref()?;
@@ -374,15 +409,15 @@ fn broadcast_stream<T: Clone + Send + 'static>(
     })
 }
 
-/// Run the key manager on every key or SealedSecret change (at most every 200 ms), and every
-/// 30 s for renewal.
+/// Run the key manager on every key or SealedSecret change (at most once a second: a pass
+/// counts key usage over every SealedSecret), and every 30 s for renewal.
 async fn key_manager(ctx: Arc<Context>, mut ticks: watch::Receiver<()>) {
     loop {
         if let Err(e) = keys::manage(&ctx).await {
             tracing::warn!(error = %e, "key manager pass failed; retrying");
         }
         tokio::select! {
-            _ = ticks.changed() => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ = ticks.changed() => tokio::time::sleep(Duration::from_secs(1)).await,
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
     }

@@ -2,19 +2,22 @@
 //! with server-side apply when it differs, and report status and Events. `error_policy`
 //! backs off per object, so one bad object never blocks the others.
 
-use super::report::{Report, Subject};
-use super::secret::{adoptable, desired, in_sync, owned_by};
+use super::events::Event;
+use super::memo;
+use super::report::{Ready, Report};
+use super::secret::{Digest, Source, adoptable, data_digest, desired, in_sync, owned_by};
 use super::{Context, FIELD_MANAGER};
 use crate::api::SealedSecret;
+use crate::crypto::Recipient;
 use crate::format::{Envelopes, Opener, rewrap};
 use crate::manifest::{ErrorKind, Location, check_sealed, open_values, wanted_key_ids};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,64 +61,68 @@ enum Wrote {
 pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = apply(&sealed, &ctx).await;
-    let rewrapped = result.as_ref().ok().map(|(_, r)| r.clone());
+    let rewrapped = result.as_ref().ok().and_then(|(_, r)| r.clone());
     let result = result.map(|(wrote, _)| wrote);
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
     let key_ids: Vec<String> = wanted_key_ids(&sealed).into_iter().collect();
-    let (condition, event) = match &result {
+    let name = sealed.name_any();
+    let at = jiff::Timestamp::now();
+    let (ready, event) = match &result {
         Ok(wrote) => {
             ctx.metrics.reconciled("Unsealed");
-            let msg = format!("Secret {} is up to date", sealed.name_any());
             let event = match wrote {
                 Wrote::Nothing => None,
-                Wrote::Created => Some((
-                    "Unsealed",
-                    "Created",
-                    format!("created Secret {}", sealed.name_any()),
-                )),
-                Wrote::Updated => Some((
-                    "Unsealed",
-                    "Updated",
-                    format!("updated Secret {}", sealed.name_any()),
-                )),
+                Wrote::Created => Some(("Unsealed", "Created", format!("created Secret {name}"))),
+                Wrote::Updated => Some(("Unsealed", "Updated", format!("updated Secret {name}"))),
                 Wrote::Repaired => Some((
                     "DriftRepaired",
                     "Restored",
-                    format!(
-                        "restored Secret {} to what the SealedSecret says",
-                        sealed.name_any()
-                    ),
+                    format!("restored Secret {name} to what the SealedSecret says"),
                 )),
             };
             (
-                ready("True", "Unsealed", &msg),
-                event.map(|(r, a, n)| (EventType::Normal, r, a, n)),
+                Ready::Unsealed { at },
+                event.map(|(reason, action, note)| Event {
+                    type_: EventType::Normal,
+                    reason,
+                    action,
+                    note,
+                }),
             )
         }
         Err(e) => {
             ctx.metrics.reconciled(e.reason());
-            let msg = match e {
+            let message = match e {
                 Error::Unseal { message, .. } => message.clone(),
                 Error::Kube(k) => k.to_string(),
             };
-            (
-                ready("False", e.reason(), &msg),
-                Some((EventType::Warning, e.reason(), "Unseal", msg)),
-            )
+            let event = Event {
+                type_: EventType::Warning,
+                reason: e.reason(),
+                action: "Unseal",
+                note: message.clone(),
+            };
+            let ready = Ready::Failed {
+                reason: e.reason(),
+                message,
+                at,
+            };
+            (ready, Some(event))
         }
     };
-    ctx.reports.push(Report {
-        object: Subject::of(&sealed),
-        condition,
-        key_ids,
-        rewrapped,
-        events: event
-            .into_iter()
-            .map(|(t, r, a, n)| (t, r.to_string(), a.to_string(), n))
-            .collect(),
-    });
+    ctx.reports.push(
+        ObjectRef::from_obj(&*sealed),
+        Report {
+            uid: sealed.meta().uid.clone(),
+            generation: sealed.meta().generation,
+            ready,
+            key_ids,
+            rewrapped,
+            events: event.into_iter().collect(),
+        },
+    );
     match result {
         Ok(_) => {
             ctx.forget_failures(&ObjectRef::from_obj(&*sealed));
@@ -135,20 +142,35 @@ pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>)
     Action::requeue(delay)
 }
 
-fn ready(status: &str, reason: &str, message: &str) -> Condition {
-    Condition {
-        type_: "Ready".into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: message.chars().take(1024).collect(),
-        last_transition_time: Time(jiff::Timestamp::now()),
-        observed_generation: None,
-    }
-}
-
 /// Open the values and make the Secret say them; also re-wrap envelopes the Active key
-/// cannot open yet (for `gitseal reseal`).
-async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes), Error> {
+/// cannot open yet (for `gitseal reseal`; `None`: nothing new to say about them). A check
+/// whose inputs are unchanged since the last unseal compares digests and decrypts nothing.
+async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Option<Envelopes>), Error> {
+    let (keys, keys_version) = ctx.private_keys();
+    let active = ctx.active_key();
+    let inputs = memo::Inputs {
+        generation: sealed.meta().generation,
+        keys: {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (keys_version, active.as_ref().map(|(id, _)| id)).hash(&mut h);
+            h.finish()
+        },
+    };
+    let uid = sealed.meta().uid.clone().unwrap_or_default();
+    let cached = ctx.managed_secret(&sealed.namespace().unwrap_or_default(), &sealed.name_any());
+    if let (Some(actual), Some(digest)) = (&cached, ctx.memo.get(&uid, inputs))
+        && owned_by(actual, sealed)
+        && in_sync(
+            actual,
+            Source::Cache,
+            &desired(sealed, BTreeMap::new()),
+            &digest,
+        )
+    {
+        return Ok((Wrote::Nothing, None));
+    }
+
     let at = location(sealed);
     // A binding that disagrees with the metadata is reported by opening (BindingMismatch).
     let problems = check_sealed(sealed, &at, None)
@@ -160,7 +182,6 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes
             format!("{}: {}", problem.at.field, problem.message),
         ));
     }
-    let keys = ctx.private_keys();
     let wanted = wanted_key_ids(sealed);
     let picked = keys.pick(&wanted);
     if picked.is_empty() {
@@ -174,9 +195,10 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes
         ));
     }
     let mut opener = Opener::new(picked);
-    let wrote = write_secret(sealed, ctx, &mut opener).await?;
-    let rewrapped = rewraps(sealed, ctx, &mut opener);
-    Ok((wrote, rewrapped))
+    let (wrote, digest) = write_secret(sealed, ctx, cached, &mut opener).await?;
+    ctx.memo.put(&uid, inputs, digest);
+    let rewrapped = rewraps(sealed, active, &mut opener);
+    Ok((wrote, Some(rewrapped)))
 }
 
 fn location(sealed: &SealedSecret) -> Location {
@@ -193,8 +215,12 @@ fn location(sealed: &SealedSecret) -> Location {
 /// Envelopes of `sealed` without a wrapping for the Active key, re-wrapped to it alone (the
 /// cluster's own key: never a caller's). Earlier re-wraps in status are kept, so status
 /// stays put across reconciles. Values, and so their scope binding, are untouched.
-fn rewraps(sealed: &SealedSecret, ctx: &Context, opener: &mut Opener<'_>) -> Envelopes {
-    let Some((active, recipient)) = ctx.active_key() else {
+fn rewraps(
+    sealed: &SealedSecret,
+    active: Option<(String, Recipient)>,
+    opener: &mut Opener<'_>,
+) -> Envelopes {
+    let Some((active, recipient)) = active else {
         return Envelopes::new();
     };
     let old = sealed
@@ -226,11 +252,13 @@ fn rewraps(sealed: &SealedSecret, ctx: &Context, opener: &mut Opener<'_>) -> Env
     out
 }
 
+/// Make the Secret say `sealed`'s values; returns what was done and the data's digest.
 async fn write_secret(
     sealed: &SealedSecret,
     ctx: &Context,
+    cached: Option<Arc<Secret>>,
     opener: &mut Opener<'_>,
-) -> Result<Wrote, Error> {
+) -> Result<(Wrote, Digest), Error> {
     let at = location(sealed);
     let values = open_values(sealed, &at, opener).map_err(|e| {
         let reason = match e.kind {
@@ -242,14 +270,14 @@ async fn write_secret(
         unseal_error(reason, format!("{}: {}", e.at.field, e.message))
     })?;
     let want = desired(sealed, values);
+    let digest = data_digest(want.data.as_ref());
     let name = sealed.name_any();
     let ns = sealed.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let cached = ctx.managed_secret(&ns, &name);
     // Secret writes (only real requests, never an in-sync check) make status writes give way
     // (see report.rs).
     let existing = match cached {
-        Some(s) => Some(s),
+        Some(s) => Some((s, Source::Cache)),
         None => match ctx
             .reports
             .busy()
@@ -264,17 +292,21 @@ async fn write_secret(
         {
             Ok(_) => {
                 ctx.metrics.wrote("create");
-                return Ok(if was_ready(sealed) {
+                let wrote = if was_ready(sealed) {
                     repaired(ctx)
                 } else {
                     Wrote::Created
-                });
+                };
+                return Ok((wrote, digest));
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => api.get_opt(&name).await?.map(Arc::new),
+            Err(kube::Error::Api(s)) if s.code == 409 => api
+                .get_opt(&name)
+                .await?
+                .map(|s| (Arc::new(s), Source::Server)),
             Err(e) => return Err(e.into()),
         },
     };
-    if let Some(actual) = &existing {
+    if let Some((actual, from)) = &existing {
         if !owned_by(actual, sealed) && !adoptable(actual) {
             return Err(unseal_error(
                 "SecretNotOwned",
@@ -284,12 +316,12 @@ async fn write_secret(
                 ),
             ));
         }
-        if in_sync(actual, &want) {
-            return Ok(Wrote::Nothing);
+        if in_sync(actual, *from, &want, &digest) {
+            return Ok((Wrote::Nothing, digest));
         }
     }
     let _writing = ctx.reports.busy();
-    if let Some(actual) = &existing
+    if let Some((actual, _)) = &existing
         && actual.immutable == Some(true)
     {
         api.delete(&name, &Default::default()).await?;
@@ -298,11 +330,12 @@ async fn write_secret(
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(&want)).await?;
     ctx.metrics.wrote("apply");
-    Ok(if was_ready(sealed) && existing.is_some() {
+    let wrote = if was_ready(sealed) && existing.is_some() {
         repaired(ctx)
     } else {
         Wrote::Updated
-    })
+    };
+    Ok((wrote, digest))
 }
 
 /// Whether the object was already unsealed at this generation: then a differing or missing

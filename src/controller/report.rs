@@ -7,12 +7,11 @@
 //! reports are never written concurrently or out of order.
 
 use super::Context;
+use super::events::Event;
 use crate::api::{SealedSecret, SealedSecretStatus};
 use crate::format::Envelopes;
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use std::collections::{HashMap, HashSet};
@@ -29,34 +28,56 @@ const BUSY_PAUSE: Duration = Duration::from_millis(100);
 /// How long after the last Secret write the whole pool may run again.
 const QUIET: Duration = Duration::from_secs(1);
 
-/// Which object a report is about: just enough to address it (queued reports don't keep
-/// whole objects alive next to the cache's newer copies).
-pub struct Subject {
-    key: ObjectRef<SealedSecret>,
-    uid: Option<String>,
-    generation: Option<i64>,
-    reference: ObjectReference,
-}
-
-impl Subject {
-    pub fn of(sealed: &SealedSecret) -> Self {
-        Subject {
-            key: ObjectRef::from_obj(sealed),
-            uid: sealed.meta().uid.clone(),
-            generation: sealed.meta().generation,
-            reference: sealed.object_ref(&()),
-        }
-    }
-}
-
-/// What one reconcile has to say about its object.
+/// What one reconcile has to say about its object. Compact (ten thousand can be queued on a
+/// cold start): the object is addressed by the queue's key, and the Ready condition and
+/// Event reference are built when written.
 pub struct Report {
-    pub object: Subject,
-    pub condition: Condition,
+    /// The reconciled object's uid and generation (a newer object gets its own report).
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    pub ready: Ready,
     pub key_ids: Vec<String>,
     /// Envelopes re-wrapped to the Active key; `None` keeps what status has.
     pub rewrapped: Option<Envelopes>,
-    pub events: Vec<(EventType, String, String, String)>,
+    pub events: Vec<Event>,
+}
+
+/// The Ready condition a reconcile found: unsealed (with the time it was), or why not.
+pub enum Ready {
+    Unsealed {
+        at: jiff::Timestamp,
+    },
+    Failed {
+        reason: &'static str,
+        message: String,
+        at: jiff::Timestamp,
+    },
+}
+
+impl Ready {
+    fn condition(&self, name: &str) -> Condition {
+        let (status, reason, message, at) = match self {
+            Ready::Unsealed { at } => (
+                "True",
+                "Unsealed",
+                format!("Secret {name} is up to date"),
+                at,
+            ),
+            Ready::Failed {
+                reason,
+                message,
+                at,
+            } => ("False", *reason, message.chars().take(1024).collect(), at),
+        };
+        Condition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            last_transition_time: Time(*at),
+            observed_generation: None,
+        }
+    }
 }
 
 /// Reports waiting, and objects whose write is in flight.
@@ -94,13 +115,15 @@ impl Drop for Busy<'_> {
 
 impl Reports {
     /// Queue a report; a newer one replaces the older status and keeps its Events.
-    pub fn push(&self, mut report: Report) {
-        let key = report.object.key.clone();
+    pub fn push(&self, key: ObjectRef<SealedSecret>, mut report: Report) {
         let mut guard = self.pending.lock().expect("reports lock");
         if let Some(old) = guard.pending.remove(&key) {
             let mut events = old.events;
             events.append(&mut report.events);
             report.events = events;
+            if report.rewrapped.is_none() {
+                report.rewrapped = old.rewrapped; // not yet written: still to say
+            }
         }
         guard.pending.insert(key, report);
         drop(guard);
@@ -165,7 +188,7 @@ pub async fn run(ctx: Arc<Context>) {
             loop {
                 match ctx.reports.take() {
                     Some((key, report)) => {
-                        write(&ctx, report).await;
+                        write(&ctx, &key, report).await;
                         ctx.reports.done(&key);
                         if ctx.reports.pressured() {
                             // Under load, a trickle: Secrets first.
@@ -183,27 +206,29 @@ pub async fn run(ctx: Arc<Context>) {
     futures::future::join_all(workers).await;
 }
 
-async fn write(ctx: &Context, report: Report) {
+async fn write(ctx: &Context, key: &ObjectRef<SealedSecret>, report: Report) {
+    // The cached object may be newer than the one reconciled.
+    let Some(current) = ctx.sealed_object(key) else {
+        return; // deleted meanwhile
+    };
+    if current.meta().uid != report.uid {
+        return; // deleted and recreated meanwhile; its own reconcile reports
+    }
+    let condition = report.ready.condition(&current.name_any());
     if let Err(e) = update_status(
         ctx,
-        &report.object,
-        report.condition,
+        &current,
+        condition,
+        report.generation,
         report.key_ids,
         report.rewrapped,
     )
     .await
     {
-        tracing::warn!(object = %report.object.key, error = %e, "could not write status");
+        tracing::warn!(object = %key, error = %e, "could not write status");
     }
-    let reference = report.object.reference;
-    for (type_, reason, action, note) in report.events {
-        let ev = Event {
-            type_,
-            reason,
-            note: Some(note),
-            action,
-            secondary: None,
-        };
+    let reference = current.object_ref(&());
+    for ev in report.events {
         if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
             tracing::warn!(error = %e, "could not publish an Event");
         }
@@ -213,18 +238,12 @@ async fn write(ctx: &Context, report: Report) {
 /// Patch status only when something in it changes (keeps the transition time otherwise).
 async fn update_status(
     ctx: &Context,
-    subject: &Subject,
+    current: &SealedSecret,
     mut condition: Condition,
+    generation: Option<i64>,
     key_ids: Vec<String>,
     rewrapped: Option<Envelopes>,
 ) -> Result<(), kube::Error> {
-    // The cached object may be newer than the one reconciled.
-    let Some(current) = ctx.sealed_object(&subject.key) else {
-        return Ok(()); // deleted meanwhile
-    };
-    if current.meta().uid != subject.uid {
-        return Ok(()); // deleted and recreated meanwhile; its own reconcile reports
-    }
     let old = current.status.clone().unwrap_or_default();
     if let Some(o) = old.conditions.iter().find(|c| c.type_ == "Ready")
         && o.status == condition.status
@@ -234,7 +253,7 @@ async fn update_status(
     }
     let status = SealedSecretStatus {
         conditions: vec![condition],
-        observed_generation: subject.generation,
+        observed_generation: generation,
         key_ids,
         rewrapped_envelopes: rewrapped.unwrap_or_else(|| old.rewrapped_envelopes.clone()),
     };

@@ -44,23 +44,30 @@ pub fn desired(sealed: &SealedSecret, values: BTreeMap<String, Plaintext>) -> Se
     }
 }
 
-/// Cache-only annotation holding the digest of the data the cached copy dropped.
-const CACHED_DIGEST: &str = "gitseal.dev/cached-data-sha256";
-
-/// SHA-256 over the length-prefixed keys and values, hex.
-fn data_digest(data: Option<&BTreeMap<String, ByteString>>) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
+/// SHA-256 over the length-prefixed keys and values.
+pub fn data_digest(data: Option<&BTreeMap<String, ByteString>>) -> Digest {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
     for (k, v) in data.into_iter().flatten() {
         for part in [k.as_bytes(), &v.0] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part);
         }
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize().into()
 }
 
-/// What the controller's Secret cache keeps: no data (its digest instead), no managedFields.
+/// A [`data_digest`].
+pub type Digest = [u8; 32];
+
+fn hex(d: &Digest) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the controller's Secret cache keeps of a managed Secret: no data, only its digest, and
+/// that in `metadata.generateName` (hex), a field that means nothing once a Secret exists and,
+/// unlike a map entry, costs one string; no managedFields; no managed-by label (every cached
+/// Secret has it: it is the watch's selector). Maps are what a Secret costs in memory.
 pub fn for_cache(secret: &mut Secret) {
     let digest = data_digest(secret.data.as_ref());
     if let Some(data) = secret.data.take() {
@@ -69,9 +76,24 @@ pub fn for_cache(secret: &mut Secret) {
         }
     }
     secret.metadata.managed_fields = None;
-    secret
-        .annotations_mut()
-        .insert(CACHED_DIGEST.into(), digest);
+    secret.metadata.generate_name = Some(hex(&digest));
+    let labels = &mut secret.metadata.labels;
+    if let Some(l) = labels {
+        if l.get(MANAGED_BY.0).is_some_and(|v| v == MANAGED_BY.1) {
+            l.remove(MANAGED_BY.0);
+        }
+        if l.is_empty() {
+            *labels = None;
+        }
+    }
+}
+
+/// Where an existing Secret was read from: the controller's cache (see [`for_cache`]) or
+/// the API server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Server,
 }
 
 /// Whether `sealed` is the controller (owner) of `secret`.
@@ -93,21 +115,22 @@ pub fn adoptable(secret: &Secret) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-/// Whether `actual` already says everything `want` says (extra labels and annotations that
-/// others added are left alone).
-pub fn in_sync(actual: &Secret, want: &Secret) -> bool {
+/// Whether `actual` already says everything `want` says, `want_digest` being the digest of
+/// the data it should hold (extra labels and annotations that others added are left alone).
+pub fn in_sync(actual: &Secret, from: Source, want: &Secret, want_digest: &Digest) -> bool {
     let contains = |have: &Option<BTreeMap<String, String>>,
                     need: &Option<BTreeMap<String, String>>| {
-        need.iter()
-            .flatten()
-            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+        need.iter().flatten().all(|(k, v)| {
+            // Cached copies all carry the managed-by label: their watch selects on it.
+            (from == Source::Cache && (k.as_str(), v.as_str()) == MANAGED_BY)
+                || have.as_ref().and_then(|h| h.get(k)) == Some(v)
+        })
     };
-    let have = actual
-        .annotations()
-        .get(CACHED_DIGEST)
-        .cloned()
-        .unwrap_or_else(|| data_digest(actual.data.as_ref()));
-    have == data_digest(want.data.as_ref())
+    let data_ok = match from {
+        Source::Cache => actual.metadata.generate_name.as_deref() == Some(&hex(want_digest)),
+        Source::Server => data_digest(actual.data.as_ref()) == *want_digest,
+    };
+    data_ok
         && actual.type_.as_deref().unwrap_or("Opaque") == want.type_.as_deref().unwrap_or("Opaque")
         && actual.immutable.unwrap_or(false) == want.immutable.unwrap_or(false)
         && contains(&actual.metadata.labels, &want.metadata.labels)
@@ -134,6 +157,26 @@ mod tests {
         s
     }
 
+    fn check(actual: &Secret, want: &Secret) -> bool {
+        in_sync(
+            actual,
+            Source::Server,
+            want,
+            &data_digest(want.data.as_ref()),
+        )
+    }
+
+    fn check_cached(actual: &Secret, want: &Secret) -> bool {
+        let mut cached = actual.clone();
+        for_cache(&mut cached);
+        in_sync(
+            &cached,
+            Source::Cache,
+            want,
+            &data_digest(want.data.as_ref()),
+        )
+    }
+
     #[test]
     fn sync_detects_every_kind_of_drift() {
         let ss = sealed();
@@ -149,38 +192,44 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert("extra".into(), "ok".into());
-        assert!(in_sync(&actual, &want));
+        assert!(check(&actual, &want) && check_cached(&actual, &want));
         let mut edited = want.clone();
         edited
             .data
             .as_mut()
             .unwrap()
             .insert("k".into(), ByteString(b"changed".to_vec()));
-        assert!(!in_sync(&edited, &want));
+        assert!(!check(&edited, &want) && !check_cached(&edited, &want));
         let mut added = want.clone();
         added
             .data
             .as_mut()
             .unwrap()
             .insert("new".into(), ByteString(b"x".to_vec()));
-        assert!(!in_sync(&added, &want));
+        assert!(!check(&added, &want) && !check_cached(&added, &want));
         let mut relabelled = want.clone();
         relabelled.metadata.labels = None;
-        assert!(!in_sync(&relabelled, &want));
+        assert!(!check(&relabelled, &want));
         let mut orphan = want.clone();
         orphan.metadata.owner_references = None;
-        assert!(!in_sync(&orphan, &want) && !owned_by(&orphan, &ss));
+        assert!(!check(&orphan, &want) && !owned_by(&orphan, &ss));
+        assert!(!check_cached(&orphan, &want));
+        let mut retyped = want.clone();
+        retyped.type_ = Some("kubernetes.io/tls".into());
+        assert!(!check(&retyped, &want) && !check_cached(&retyped, &want));
 
-        // The cached form (digest instead of data) compares the same way.
+        // The cached form: no data, a digest, no managed-by label; compares the same way.
         let mut cached = want.clone();
         for_cache(&mut cached);
-        assert!(cached.data.is_none() && in_sync(&cached, &want));
-        for_cache(&mut edited);
-        assert!(!in_sync(&edited, &want));
+        assert!(cached.data.is_none() && cached.metadata.labels.is_none());
+        assert!(check_cached(&want, &want));
         let mut moved = want.clone(); // same bytes, other key: a different digest
         let v = moved.data.as_mut().unwrap().remove("k").unwrap();
         moved.data.as_mut().unwrap().insert("kk".into(), v);
-        for_cache(&mut moved);
-        assert!(!in_sync(&moved, &want));
+        assert!(!check_cached(&moved, &want));
+        // A Secret read from the server must carry the label itself.
+        let mut unlabelled = want.clone();
+        unlabelled.metadata.labels = Some(BTreeMap::new());
+        assert!(!check(&unlabelled, &want));
     }
 }

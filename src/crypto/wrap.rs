@@ -49,18 +49,31 @@ impl PartialEq for Recipient {
     }
 }
 
-/// A private X25519 age identity. Zeroized by the age crate; `Debug` is redacted.
-pub struct Identity(age::x25519::Identity);
+/// A private X25519 age identity. Zeroized by the age crate; `Debug` is redacted. Its
+/// recipient (public) is derived once, so key ids cost nothing on the controller's hot path.
+pub struct Identity {
+    inner: age::x25519::Identity,
+    recipient: Recipient,
+}
 
 impl Identity {
+    fn new(inner: age::x25519::Identity) -> Self {
+        let public = inner.to_public();
+        let recipient = Recipient {
+            text: public.to_string(),
+            inner: public,
+        };
+        Self { inner, recipient }
+    }
+
     pub fn generate() -> Self {
-        Self(age::x25519::Identity::generate())
+        Self::new(age::x25519::Identity::generate())
     }
 
     /// Parse one `AGE-SECRET-KEY-1…` line.
     pub fn parse(text: &str) -> Result<Self, CryptoError> {
         age::x25519::Identity::from_str(text.trim())
-            .map(Self)
+            .map(Self::new)
             .map_err(|_| CryptoError::InvalidIdentity)
     }
 
@@ -79,20 +92,16 @@ impl Identity {
     }
 
     pub fn recipient(&self) -> Recipient {
-        let inner = self.0.to_public();
-        Recipient {
-            text: inner.to_string(),
-            inner,
-        }
+        self.recipient.clone()
     }
 
     pub fn key_id(&self) -> String {
-        self.recipient().key_id()
+        self.recipient.key_id()
     }
 
     /// The `AGE-SECRET-KEY-1…` string, in a zeroizing buffer. Only for writing key files.
     pub fn to_secret_string(&self) -> Zeroizing<String> {
-        Zeroizing::new(self.0.to_string().expose_secret().to_string())
+        Zeroizing::new(self.inner.to_string().expose_secret().to_string())
     }
 }
 
@@ -129,7 +138,7 @@ pub fn encrypt_file(plain: &[u8], recipients: &[Recipient]) -> Result<Vec<u8>, C
 pub fn decrypt_file(file: &[u8], identities: &[&Identity]) -> Result<Plaintext, CryptoError> {
     let decryptor =
         age::Decryptor::new(file).map_err(|e| CryptoError::MalformedWrappedKey(e.to_string()))?;
-    let ids = identities.iter().map(|i| &i.0 as &dyn age::Identity);
+    let ids = identities.iter().map(|i| &i.inner as &dyn age::Identity);
     let mut reader = decryptor.decrypt(ids).map_err(|e| match e {
         age::DecryptError::NoMatchingKeys => CryptoError::NoMatchingIdentity,
         other => CryptoError::MalformedWrappedKey(other.to_string()),

@@ -62,6 +62,18 @@ impl SealedValue {
         })
     }
 
+    /// The envelope id a value names, without decoding the value (for counting which keys
+    /// objects use); `None` unless it looks like a `gs1` value.
+    pub fn envelope_id_of(text: &str) -> Option<&str> {
+        let mut parts = text.splitn(4, ':');
+        let (Some(FORMAT_VERSION), Some(_scope), Some(id), Some(_)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        (id.len() == ENVELOPE_ID_LEN).then_some(id)
+    }
+
     pub fn emit(&self) -> String {
         format!(
             "{FORMAT_VERSION}:{}:{}:{}",
@@ -86,6 +98,12 @@ mod tests {
             blob: vec![9; 30],
         };
         assert_eq!(SealedValue::parse(&v.emit()).unwrap(), v);
+        assert_eq!(SealedValue::envelope_id_of(&v.emit()), Some(ID));
+        assert_eq!(
+            SealedValue::envelope_id_of(&format!("gs2:strict:{ID}:AA")),
+            None
+        );
+        assert_eq!(SealedValue::envelope_id_of("gs1:strict:abc:AA"), None);
     }
 
     #[test]

@@ -204,19 +204,24 @@ pub fn merge_into(
 
 /// Key ids of the envelopes this object's values reference.
 pub fn wanted_key_ids(sealed: &SealedSecret) -> BTreeSet<String> {
-    let used: BTreeSet<String> = sealed
+    wanted_key_id_refs(sealed).map(str::to_string).collect()
+}
+
+/// [`wanted_key_ids`], borrowed and possibly repeated (counting usage over many objects
+/// without allocating).
+pub fn wanted_key_id_refs(sealed: &SealedSecret) -> impl Iterator<Item = &str> {
+    let used: BTreeSet<&str> = sealed
         .spec
         .encrypted_data
         .values()
-        .filter_map(|v| SealedValue::parse(v).ok().map(|s| s.envelope_id))
+        .filter_map(|v| SealedValue::envelope_id_of(v))
         .collect();
     sealed
         .spec
         .envelopes
         .iter()
-        .filter(|(id, _)| used.contains(*id))
-        .flat_map(|(_, wrapped)| wrapped.keys().cloned())
-        .collect()
+        .filter(move |(id, _)| used.contains(id.as_str()))
+        .flat_map(|(_, wrapped)| wrapped.keys().map(String::as_str))
 }
 
 /// Decrypt every value of `sealed`, where it stands (its own metadata namespace and name).

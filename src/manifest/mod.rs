@@ -13,7 +13,8 @@ mod secret;
 pub use check::{check_sealed, is_plain_secret_with_data};
 pub use config::{CONFIG_FILE, Config, Resolved, Rule, VerifyConfig, read_keyring};
 pub use convert::{
-    MergeOutcome, SealOptions, bound_to, merge_into, open_values, seal, unseal, wanted_key_ids,
+    MergeOutcome, SealOptions, bound_to, merge_into, open_values, seal, unseal, wanted_key_id_refs,
+    wanted_key_ids,
 };
 pub use docs::{Document, Format, emit_documents, parse_documents};
 pub use keyring_file::{KEYRING_KIND, KeyringEntry, KeyringFile, KeyringMeta};
