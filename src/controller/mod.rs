@@ -220,6 +220,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let (deleted_tx, deleted_rx) = tokio::sync::broadcast::channel::<ObjectRef<SealedSecret>>(4096);
     // Wakes the key manager: key changes, and SealedSecret changes (usage counts).
     let (key_tick_tx, key_tick_rx) = watch::channel(());
+    let (usage_tick_tx, usage_tick_rx) = watch::channel(());
     for scope in scopes(&config) {
         let deleted = deleted_tx.clone();
         let (store, writer) = reflector::store_shared(256);
@@ -252,7 +253,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         .modify(slim_sealed)
         .reflect_shared(sealed_writer)
         .for_each({
-            let usage_changed = key_tick_tx.clone();
+            let usage_changed = usage_tick_tx.clone();
             move |_| {
                 let _ = usage_changed.send(());
                 future::ready(())
@@ -334,7 +335,11 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .for_each(|_| future::ready(()));
         tasks.push(tokio::spawn(controller));
     }
-    tasks.push(tokio::spawn(key_manager(ctx.clone(), key_tick_rx)));
+    tasks.push(tokio::spawn(key_manager(
+        ctx.clone(),
+        key_tick_rx,
+        usage_tick_rx,
+    )));
     tasks.push(tokio::spawn(report::run(ctx.clone())));
 
     if !config.leader_elect {
@@ -351,16 +356,13 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by")
 }
 
-/// What the SealedSecret cache keeps: no managedFields, and no copy of the whole object that
-/// `kubectl apply` leaves in an annotation (it would double every object in memory).
+/// What the SealedSecret cache keeps: what reconciles and status writes read (name,
+/// namespace, uid, generation, spec, status); not managedFields, labels or annotations, which
+/// GitOps tools fill (`kubectl apply` keeps a copy of the whole object in one).
 fn slim_sealed(s: &mut SealedSecret) {
     s.metadata.managed_fields = None;
-    if let Some(a) = &mut s.metadata.annotations {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-        if a.is_empty() {
-            s.metadata.annotations = None;
-        }
-    }
+    s.metadata.labels = None;
+    s.metadata.annotations = None;
 }
 
 /// The SealedSecret that controls a managed Secret.
@@ -409,16 +411,28 @@ fn broadcast_stream<T: Clone + Send + 'static>(
     })
 }
 
-/// Run the key manager on every key or SealedSecret change (at most once a second: a pass
-/// counts key usage over every SealedSecret), and every 30 s for renewal.
-async fn key_manager(ctx: Arc<Context>, mut ticks: watch::Receiver<()>) {
+/// Run the key manager on every key change (within 200 ms), on SealedSecret changes (at most
+/// every 5 s: a pass counts key usage over every SealedSecret, and status writes change them
+/// all on a cold start), and every 30 s for renewal.
+async fn key_manager(
+    ctx: Arc<Context>,
+    mut keys: watch::Receiver<()>,
+    mut usage: watch::Receiver<()>,
+) {
     loop {
         if let Err(e) = keys::manage(&ctx).await {
             tracing::warn!(error = %e, "key manager pass failed; retrying");
         }
         tokio::select! {
-            _ = ticks.changed() => tokio::time::sleep(Duration::from_secs(1)).await,
+            _ = keys.changed() => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ = usage.changed() => {
+                tokio::select! {
+                    _ = keys.changed() => tokio::time::sleep(Duration::from_millis(200)).await,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
+        usage.mark_unchanged();
     }
 }

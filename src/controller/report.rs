@@ -3,8 +3,8 @@
 //! are what workloads wait for, so under load they reach the API server first; status follows
 //! within moments: while Secrets are being written (one in flight, or one within the last
 //! second) one report is written at a time with a pause after each, and the whole pool runs
-//! once the data path is quiet. One object's
-//! reports are never written concurrently or out of order.
+//! once the data path is quiet. One object's reports are never written
+//! concurrently or out of order.
 
 use super::Context;
 use super::events::Event;
@@ -173,6 +173,11 @@ impl Reports {
         let mut guard = self.pending.lock().expect("reports lock");
         guard.in_flight.remove(key);
         let more = !guard.pending.is_empty();
+        if !more && guard.in_flight.is_empty() {
+            // A cold start queues a report per object: give that memory back once written.
+            guard.pending.shrink_to_fit();
+            guard.in_flight.shrink_to_fit();
+        }
         drop(guard);
         if more {
             self.wake.notify_one();
