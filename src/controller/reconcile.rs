@@ -61,7 +61,7 @@ enum Wrote {
 pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = apply(&sealed, &ctx).await;
-    let rewrapped = result.as_ref().ok().and_then(|(_, r)| r.clone());
+    let rewrapped = result.as_ref().ok().map(|(_, r)| r.clone());
     let result = result.map(|(wrote, _)| wrote);
     ctx.metrics
         .reconcile_seconds
@@ -143,9 +143,9 @@ pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>)
 }
 
 /// Open the values and make the Secret say them; also re-wrap envelopes the Active key
-/// cannot open yet (for `gitseal reseal`; `None`: nothing new to say about them). A check
-/// whose inputs are unchanged since the last unseal compares digests and decrypts nothing.
-async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Option<Envelopes>), Error> {
+/// cannot open yet (for `gitseal reseal`). A check whose inputs are unchanged since the last
+/// unseal compares digests and decrypts nothing.
+async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes), Error> {
     let (keys, keys_version) = ctx.private_keys();
     let active = ctx.active_key();
     let inputs = memo::Inputs {
@@ -168,7 +168,14 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Option<En
             &digest,
         )
     {
-        return Ok((Wrote::Nothing, None));
+        // Nothing to decrypt; re-wraps too are known unless the Active key changed.
+        let rewrapped = match &active {
+            Some((active, _)) => earlier_rewraps(sealed, active),
+            None => Some(Envelopes::new()),
+        };
+        if let Some(rewrapped) = rewrapped {
+            return Ok((Wrote::Nothing, rewrapped));
+        }
     }
 
     let at = location(sealed);
@@ -198,7 +205,7 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Option<En
     let (wrote, digest) = write_secret(sealed, ctx, cached, &mut opener).await?;
     ctx.memo.put(&uid, inputs, digest);
     let rewrapped = rewraps(sealed, active, &mut opener);
-    Ok((wrote, Some(rewrapped)))
+    Ok((wrote, rewrapped))
 }
 
 fn location(sealed: &SealedSecret) -> Location {
@@ -223,11 +230,7 @@ fn rewraps(
     let Some((active, recipient)) = active else {
         return Envelopes::new();
     };
-    let old = sealed
-        .status
-        .as_ref()
-        .map(|s| s.rewrapped_envelopes.clone())
-        .unwrap_or_default();
+    let old = status_rewraps(sealed);
     let mut out = Envelopes::new();
     for (id, wrapped) in &sealed.spec.envelopes {
         if wrapped.contains_key(&active) {
@@ -250,6 +253,29 @@ fn rewraps(
         }
     }
     out
+}
+
+/// The re-wraps [`rewraps`] would return, when status already holds every one of them.
+fn earlier_rewraps(sealed: &SealedSecret, active: &str) -> Option<Envelopes> {
+    let old = status_rewraps(sealed);
+    sealed
+        .spec
+        .envelopes
+        .iter()
+        .filter(|(_, wrapped)| !wrapped.contains_key(active))
+        .map(|(id, _)| {
+            let previous = old.get(id).filter(|m| m.contains_key(active))?;
+            Some((id.clone(), previous.clone()))
+        })
+        .collect()
+}
+
+fn status_rewraps(sealed: &SealedSecret) -> &Envelopes {
+    static NONE: Envelopes = Envelopes::new();
+    sealed
+        .status
+        .as_ref()
+        .map_or(&NONE, |s| &s.rewrapped_envelopes)
 }
 
 /// Make the Secret say `sealed`'s values; returns what was done and the data's digest.

@@ -37,7 +37,8 @@ pub struct Report {
     pub generation: Option<i64>,
     pub ready: Ready,
     pub key_ids: Vec<String>,
-    /// Envelopes re-wrapped to the Active key; `None` keeps what status has.
+    /// Envelopes re-wrapped to the Active key; `None` (a failed reconcile) keeps those in
+    /// status that the spec still lacks.
     pub rewrapped: Option<Envelopes>,
     pub events: Vec<Event>,
 }
@@ -121,7 +122,7 @@ impl Reports {
             let mut events = old.events;
             events.append(&mut report.events);
             report.events = events;
-            if report.rewrapped.is_none() {
+            if report.rewrapped.is_none() && report.generation == old.generation {
                 report.rewrapped = old.rewrapped; // not yet written: still to say
             }
         }
@@ -260,7 +261,8 @@ async fn update_status(
         conditions: vec![condition],
         observed_generation: generation,
         key_ids,
-        rewrapped_envelopes: rewrapped.unwrap_or_else(|| old.rewrapped_envelopes.clone()),
+        rewrapped_envelopes: rewrapped
+            .unwrap_or_else(|| still_needed(&old.rewrapped_envelopes, &current.spec.envelopes)),
     };
     if status == old {
         return Ok(());
@@ -282,4 +284,40 @@ async fn update_status(
     )
     .await?;
     Ok(())
+}
+
+/// Re-wraps that still add a wrapping the spec lacks (the spec may have been resealed since).
+fn still_needed(rewrapped: &Envelopes, spec: &Envelopes) -> Envelopes {
+    rewrapped
+        .iter()
+        .filter(|(id, wrapped)| {
+            spec.get(*id)
+                .is_some_and(|have| wrapped.keys().any(|k| !have.contains_key(k)))
+        })
+        .map(|(id, wrapped)| (id.clone(), wrapped.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelopes(list: &[(&str, &[&str])]) -> Envelopes {
+        list.iter()
+            .map(|(id, keys)| {
+                let wrapped = keys.iter().map(|k| (k.to_string(), "w".into())).collect();
+                (id.to_string(), wrapped)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kept_rewraps_drop_what_the_spec_now_has() {
+        let rewrapped = envelopes(&[("e1", &["new"]), ("e2", &["new"]), ("gone", &["new"])]);
+        let spec = envelopes(&[("e1", &["old"]), ("e2", &["new"])]);
+        assert_eq!(
+            still_needed(&rewrapped, &spec),
+            envelopes(&[("e1", &["new"])])
+        );
+    }
 }
