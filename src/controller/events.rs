@@ -14,7 +14,6 @@ use kube::Client;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -161,16 +160,15 @@ fn type_name(t: EventType) -> &'static str {
 /// What makes two Events "the same one again": the object (by uid, else by name), type,
 /// reason, action and note.
 fn identity(ev: &Event, regarding: &ObjectReference) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (
-        &regarding.kind,
-        &regarding.namespace,
-        &regarding.name,
-        &regarding.uid,
-    )
-        .hash(&mut h);
-    (type_name(ev.type_), &ev.reason, &ev.action, &ev.note).hash(&mut h);
-    h.finish()
+    super::hash64(&(
+        (
+            &regarding.kind,
+            &regarding.namespace,
+            &regarding.name,
+            &regarding.uid,
+        ),
+        (type_name(ev.type_), &ev.reason, &ev.action, &ev.note),
+    ))
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 
 use super::secret::Digest;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 /// What the unsealed data depends on: the object (uid), its spec (generation), and the keys
@@ -22,9 +21,7 @@ pub struct Memo {
 }
 
 fn key(uid: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    uid.hash(&mut h);
-    h.finish()
+    super::hash64(&uid)
 }
 
 impl Memo {

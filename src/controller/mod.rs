@@ -80,16 +80,13 @@ impl Context {
     /// The cluster's private keys, from the key Secret cache, parsed again only when a key
     /// Secret changed (every reconcile needs them); and a fingerprint of their versions.
     pub fn private_keys(&self) -> (Arc<PrivateKeys>, u64) {
-        use std::hash::{Hash, Hasher};
         let secrets = self.key_secrets.state();
         let mut versions: Vec<_> = secrets
             .iter()
             .map(|s| (s.metadata.uid.clone(), s.metadata.resource_version.clone()))
             .collect();
         versions.sort();
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        versions.hash(&mut h);
-        let fingerprint = h.finish();
+        let fingerprint = hash64(&versions);
         let mut cached = self.private_keys.lock().expect("key cache lock");
         match &*cached {
             Some((fp, keys)) if *fp == fingerprint => (keys.clone(), fingerprint),
@@ -435,4 +432,12 @@ async fn key_manager(
         }
         usage.mark_unchanged();
     }
+}
+
+/// A 64-bit fingerprint of `value`, for in-memory identity checks (never persisted).
+pub(crate) fn hash64(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
 }

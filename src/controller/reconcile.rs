@@ -150,12 +150,7 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes
     let active = ctx.active_key();
     let inputs = memo::Inputs {
         generation: sealed.meta().generation,
-        keys: {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (keys_version, active.as_ref().map(|(id, _)| id)).hash(&mut h);
-            h.finish()
-        },
+        keys: super::hash64(&(keys_version, active.as_ref().map(|(id, _)| id))),
     };
     let uid = sealed.meta().uid.clone().unwrap_or_default();
     let cached = ctx.managed_secret(&sealed.namespace().unwrap_or_default(), &sealed.name_any());

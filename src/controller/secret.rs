@@ -5,7 +5,7 @@
 //! the digest lives only in memory and is never written anywhere.
 
 use crate::api::SealedSecret;
-use crate::crypto::Plaintext;
+use crate::crypto::{Plaintext, hex};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
@@ -59,10 +59,6 @@ pub fn data_digest(data: Option<&BTreeMap<String, ByteString>>) -> Digest {
 
 /// A [`data_digest`].
 pub type Digest = [u8; 32];
-
-fn hex(d: &Digest) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// What the controller's Secret cache keeps of a managed Secret: no data, only its digest, and
 /// that in `metadata.generateName` (hex), a field that means nothing once a Secret exists and,

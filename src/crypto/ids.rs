@@ -30,7 +30,8 @@ pub fn envelope_id(key: &DataKey) -> String {
     hex(&tag[..ENVELOPE_ID_LEN / 2])
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

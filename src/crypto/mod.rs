@@ -11,7 +11,7 @@ mod secret;
 mod wrap;
 
 pub use aead::{NONCE_LEN, TAG_LEN, open, seal, seal_with_nonce};
-pub use ids::{ENVELOPE_ID_LEN, KEY_ID_LEN, envelope_id, key_id};
+pub use ids::{ENVELOPE_ID_LEN, KEY_ID_LEN, envelope_id, hex, key_id};
 pub use secret::{DataKey, Plaintext};
 pub use wrap::{Identity, Recipient, decrypt_file, encrypt_file, unwrap, wrap};
 
