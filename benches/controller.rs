@@ -1,6 +1,8 @@
 //! Controller benchmark on a fresh real API server (scripts/cluster): 10,000 SealedSecrets
 //! across 100 namespaces, against the floor of a plain client creating the same 10,000
-//! Secrets directly; controller RSS; a restart over in-sync objects; drift repair latency.
+//! Secrets directly (byte for byte what the controller writes: labels, owner reference,
+//! data; also shown: bare two-key Secrets without an owner); controller RSS; a restart over
+//! in-sync objects; drift repair latency.
 //! Floor and cold start are repeated BENCH_RUNS times (default 3) in the same run; medians.
 //! Run: `cargo bench --bench controller`. Env: BENCH_OBJECTS (default 10000), BENCH_RUNS,
 //! BENCH_WRAP (a profiler command line to run the measured cold starts under; RSS is then
@@ -13,6 +15,7 @@ mod ctrltool;
 use ctrltool::{client_for, seal_to};
 use futures::{StreamExt, TryStreamExt, stream};
 use gitseal::api::SealedSecret;
+use gitseal::crypto::Plaintext;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -249,6 +252,57 @@ async fn create_sealed(
         .await;
 }
 
+/// The floor: create, as one plain client, exactly the Secrets the controller would write
+/// for the SealedSecrets in `namespaces` (same labels, owner reference, data, field manager).
+async fn create_same_secrets(client: &Client, namespaces: &[String]) {
+    let mut sealed = Vec::new();
+    for ns in namespaces {
+        let api: Api<SealedSecret> = Api::namespaced(client.clone(), ns);
+        sealed.extend(api.list(&ListParams::default()).await.unwrap().items);
+    }
+    let params = PostParams {
+        field_manager: Some(gitseal::controller::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    stream::iter(sealed)
+        .map(|s| {
+            let values = [("password", "p"), ("user", "u")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Plaintext::new(v.as_bytes().to_vec())))
+                .collect();
+            let secret = gitseal::controller::secret::desired(&s, values);
+            let api: Api<Secret> =
+                Api::namespaced(client.clone(), &s.namespace().unwrap_or_default());
+            let params = params.clone();
+            async move { api.create(&params, &secret).await.unwrap() }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// Delete the Secrets of `namespaces` (not the SealedSecrets) and wait until they are gone.
+async fn delete_secrets(client: &Client, namespaces: &[String]) {
+    for ns in namespaces {
+        Api::<Secret>::namespaced(client.clone(), ns)
+            .delete_collection(&Default::default(), &ListParams::default())
+            .await
+            .unwrap();
+    }
+    for ns in namespaces {
+        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+        while !api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// Wait until `want` SealedSecrets report Ready=True for their generation (status written).
 async fn wait_all_ready(client: &Client, want: usize) {
     let api: Api<SealedSecret> = Api::all(client.clone());
@@ -380,15 +434,16 @@ async fn main() {
         }
     };
 
-    // RUNS rounds, each: the floor (a plain client creating the same number of Secrets as
-    // fast as the server takes them, into fresh namespaces), then a cold controller start over
-    // freshly created SealedSecrets. Both are timed by the same kind of watch.
+    // RUNS rounds, each: bare Secrets (a plain client creating as many two-key Secrets,
+    // without owner, into fresh namespaces); the floor (the same client creating exactly the
+    // Secrets the controller will write, as fast as the server takes them; then deleted); a
+    // cold controller start over the same SealedSecrets. All timed by the same kind of watch.
     let runs: usize = std::env::var("BENCH_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let bench_ns = create_namespaces(&client, "bench").await;
-    let (mut floors, mut colds) = (Vec::new(), Vec::new());
+    let (mut bares, mut floors, mut colds) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rss, mut peak, mut rss_settled) = (0.0, 0.0, 0.0);
     let mut cpus = Vec::new();
     let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
@@ -414,11 +469,19 @@ async fn main() {
             .collect::<Vec<_>>()
             .await;
         watch.await.unwrap();
-        floors.push(t.elapsed().as_secs_f64());
+        bares.push(t.elapsed().as_secs_f64());
 
         clear(&client, &bench_ns).await;
         create_sealed(&client, &keyring, &bench_ns, objects).await;
-        let watch = count_secrets(&client, "app.kubernetes.io/managed-by=gitseal", objects).await;
+        let managed = "app.kubernetes.io/managed-by=gitseal";
+        let watch = count_secrets(&client, managed, objects).await;
+        let t = Instant::now();
+        create_same_secrets(&client, &bench_ns).await;
+        watch.await.unwrap();
+        floors.push(t.elapsed().as_secs_f64());
+        delete_secrets(&client, &bench_ns).await;
+
+        let watch = count_secrets(&client, managed, objects).await;
         let t = Instant::now();
         let ctl = Controller::start_with(&kubeconfig, &wrap);
         watch.await.unwrap();
@@ -427,8 +490,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         (rss, peak) = ctl.rss();
         eprintln!(
-            "run {}: floor {:.1} s, cold {:.1} s (controller CPU {:.1} s), RSS {rss:.0} MiB",
+            "run {}: bare {:.1} s, floor {:.1} s, cold {:.1} s (controller CPU {:.1} s), RSS {rss:.0} MiB",
             run + 1,
+            bares[run],
             floors[run],
             colds[run],
             cpus[run]
@@ -440,7 +504,11 @@ async fn main() {
         }
         drop(ctl);
     }
-    let (floor, cold) = (median(floors.clone()), median(colds.clone()));
+    let (bare, floor, cold) = (
+        median(bares.clone()),
+        median(floors.clone()),
+        median(colds.clone()),
+    );
 
     // Restart over in-sync objects (status written, Secrets equal): no writes; ready once
     // every object was reconciled.
@@ -494,7 +562,16 @@ async fn main() {
     };
     let rows = [
         (
-            "floor: plain client creates the Secrets",
+            "bare: plain client creates two-key Secrets",
+            format!("{bare:.1} s"),
+            format!(
+                "median of {runs}: {} s; cold start is {:.2}x this",
+                list(&bares),
+                cold / bare
+            ),
+        ),
+        (
+            "floor: plain client creates the same Secrets",
             format!("{floor:.1} s"),
             format!("median of {runs}: {} s", list(&floors)),
         ),

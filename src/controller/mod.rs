@@ -321,8 +321,17 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         controllers.into_iter().zip(sealed_stores.iter().cloned())
     {
         let all = broadcast_stream(all_rx.resubscribe());
+        // A managed Secret's change wakes its owner, unless it is our own write echoing back.
+        let secret_changes = secret_sub.filter_map({
+            let ctx = ctx.clone();
+            move |secret| {
+                let owner = owner_of(&secret)
+                    .filter(|owner| reconcile::secret_changed(&ctx, &secret, owner));
+                future::ready(owner)
+            }
+        });
         let controller = Controller::for_shared_stream(sealed_sub, sealed_store)
-            .owns_shared_stream(secret_sub)
+            .reconcile_on(secret_changes)
             .reconcile_all_on(all)
             .reconcile_on(broadcast_stream(deleted_rx.resubscribe()))
             .with_config(

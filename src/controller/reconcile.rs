@@ -148,20 +148,15 @@ pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>)
 async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes), Error> {
     let (keys, keys_version) = ctx.private_keys();
     let active = ctx.active_key();
-    let inputs = memo::Inputs {
-        generation: sealed.meta().generation,
-        keys: super::hash64(&(keys_version, active.as_ref().map(|(id, _)| id))),
-    };
+    let inputs = memo_inputs(
+        sealed,
+        keys_version,
+        active.as_ref().map(|(id, _)| id.as_str()),
+    );
     let uid = sealed.meta().uid.clone().unwrap_or_default();
     let cached = ctx.managed_secret(&sealed.namespace().unwrap_or_default(), &sealed.name_any());
-    if let (Some(actual), Some(digest)) = (&cached, ctx.memo.get(&uid, inputs))
-        && owned_by(actual, sealed)
-        && in_sync(
-            actual,
-            Source::Cache,
-            &desired(sealed, BTreeMap::new()),
-            &digest,
-        )
+    if let Some(actual) = &cached
+        && known_in_sync(sealed, actual, ctx, inputs)
     {
         // Nothing to decrypt; re-wraps too are known unless the Active key changed.
         let rewrapped = match &active {
@@ -201,6 +196,51 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes
     ctx.memo.put(&uid, inputs, digest);
     let rewrapped = rewraps(sealed, active, &mut opener);
     Ok((wrote, rewrapped))
+}
+
+/// What `sealed`'s unsealed data depends on besides itself: the private keys and the Active one.
+fn memo_inputs(sealed: &SealedSecret, keys_version: u64, active: Option<&str>) -> memo::Inputs {
+    memo::Inputs {
+        generation: sealed.meta().generation,
+        keys: super::hash64(&(keys_version, active)),
+    }
+}
+
+/// Whether the cached Secret `actual` still says what `sealed` unsealed to last time from the
+/// same spec and keys (so there is nothing to decrypt or write).
+fn known_in_sync(
+    sealed: &SealedSecret,
+    actual: &Secret,
+    ctx: &Context,
+    inputs: memo::Inputs,
+) -> bool {
+    let uid = sealed.meta().uid.as_deref().unwrap_or_default();
+    ctx.memo.get(uid, inputs).is_some_and(|digest| {
+        owned_by(actual, sealed)
+            && in_sync(
+                actual,
+                Source::Cache,
+                &desired(sealed, BTreeMap::new()),
+                &digest,
+            )
+    })
+}
+
+/// Whether a change to a managed Secret (from the cache) needs its owner reconciled: not
+/// when it is the echo of the controller's own write, or otherwise matches what the owner
+/// unsealed to. Edits, and Secrets whose owner is not cached yet, do.
+pub fn secret_changed(ctx: &Context, secret: &Secret, owner: &ObjectRef<SealedSecret>) -> bool {
+    let Some(sealed) = ctx.sealed_object(owner) else {
+        return true;
+    };
+    let (_, keys_version) = ctx.private_keys();
+    let active = ctx.active_key();
+    let inputs = memo_inputs(
+        &sealed,
+        keys_version,
+        active.as_ref().map(|(id, _)| id.as_str()),
+    );
+    !known_in_sync(&sealed, secret, ctx, inputs)
 }
 
 fn location(sealed: &SealedSecret) -> Location {
