@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use gitseal::api::{SealedSecret, SealedSecretSpec, SealedSecretStatus};
+use gitseal::format::Map;
 use k8s_openapi::{
     api::core::v1::{ConfigMap, Namespace, Secret},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -32,12 +33,14 @@ fn sealed_secret(name: &str) -> SealedSecret {
     SealedSecret::new(
         name,
         SealedSecretSpec {
-            encrypted_data: [("password".to_owned(), "gs1:strict:e1:AAAA".to_owned())].into(),
-            envelopes: [(
+            encrypted_data: Map::from_iter([(
+                "password".to_owned(),
+                "gs1:strict:e1:AAAA".to_owned(),
+            )]),
+            envelopes: Map::from_iter([(
                 "e1".to_owned(),
-                [("k1".to_owned(), "YWdl".to_owned())].into(),
-            )]
-            .into(),
+                Map::from_iter([("k1".to_owned(), "YWdl".to_owned())]),
+            )]),
             ..Default::default()
         },
     )
@@ -93,7 +96,10 @@ async fn sealed_secret_create_get_list_watch() {
     );
     assert_eq!(created.metadata.generation, Some(1));
     let got = api.get("first").await.expect("get");
-    assert_eq!(got.spec.encrypted_data["password"], "gs1:strict:e1:AAAA");
+    assert_eq!(
+        got.spec.encrypted_data[&"password".to_string()],
+        "gs1:strict:e1:AAAA"
+    );
     assert_eq!(
         got.spec.scope.to_string(),
         "strict",

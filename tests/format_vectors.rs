@@ -6,9 +6,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use gitseal::crypto::{DataKey, Identity, envelope_id, key_id, seal_with_nonce, unwrap};
+use gitseal::format::Map;
 use gitseal::format::{Opener, Scope, SealedValue, Target, aad};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -128,9 +128,9 @@ fn vectors_recompute() {
         );
 
         // And the whole path a reader takes gives the plain text back.
-        let envelopes = BTreeMap::from([(
+        let envelopes = Map::from_iter([(
             v.envelope_id.clone(),
-            BTreeMap::from([(v.key_id.clone(), v.wrapped_key.clone())]),
+            Map::from_iter([(v.key_id.clone(), v.wrapped_key.clone())]),
         )]);
         let plain = Opener::new([&identity])
             .open(&envelopes, v.scope, target, &v.key, &v.value)

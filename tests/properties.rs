@@ -44,7 +44,10 @@ fn seal_one(
         .map(|(k, v)| (k.clone(), sealer.seal(target, k, v).unwrap()))
         .collect();
     let env = sealer.envelope().clone();
-    (sealed, BTreeMap::from([(env.id, env.wrapped)]))
+    (
+        sealed,
+        gitseal::format::Map::from_iter([(env.id, env.wrapped)]),
+    )
 }
 
 fn open(
@@ -101,7 +104,7 @@ proptest! {
     fn any_bit_flip_in_a_wrapped_key_fails(plain in prop::collection::vec(any::<u8>(), 1..64), bit in any::<usize>()) {
         let values = BTreeMap::from([("k".to_string(), plain)]);
         let (sealed, mut envs) = seal_one(Scope::Strict, "ns", "obj", &values);
-        let wrapped = envs.values_mut().next().unwrap().values_mut().next().unwrap();
+        let wrapped = envs.iter_mut().next().unwrap().1.iter_mut().next().unwrap().1;
         let mut bytes = STANDARD.decode(&*wrapped).unwrap();
         let i = bit % (bytes.len() * 8);
         bytes[i / 8] ^= 1 << (i % 8);

@@ -285,7 +285,9 @@ fn open_one(opener: &mut Opener<'_>, envelopes: &Envelopes, o: &OpenIn<'_>) {
         "opened to the wrong plain text"
     );
     // And the envelope that gave the data key commits to it.
-    let wrapped = &envelopes[&sealed.envelope_id][KEY_ID];
+    let wrapped = &envelopes[&sealed.envelope_id]
+        .get(KEY_ID)
+        .expect("sealed to the fuzz key");
     let data_key = crypto::unwrap(
         &STANDARD.decode(wrapped).expect("used wrapping is base64"),
         &[identity()],

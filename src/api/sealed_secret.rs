@@ -1,6 +1,6 @@
 //! `SealedSecret`: sealed values, their envelopes, scope and the template of the Secret to write.
 
-use crate::format::{Envelopes, Scope};
+use crate::format::{Envelopes, Map, Scope};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -35,9 +35,14 @@ pub struct SealedSecretSpec {
     pub bound_to: Option<String>,
     /// Secret key → sealed value `gs1:<scope>:<envelope id>:<base64>`.
     #[serde(default)]
-    pub encrypted_data: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>", extend("default" = {}))]
+    pub encrypted_data: Map<String>,
     /// Envelope id → (key id → base64 of an age file holding the data key).
     #[serde(default)]
+    #[schemars(
+        with = "BTreeMap<String, BTreeMap<String, String>>",
+        extend("default" = {})
+    )]
     pub envelopes: Envelopes,
     /// Metadata, type and immutability of the Secret to write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,10 +65,12 @@ pub struct SecretTemplate {
 /// Labels and annotations copied onto the Secret.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TemplateMetadata {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub labels: Map<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub annotations: Map<String>,
 }
 
 /// What the controller observed and did.
@@ -81,6 +88,7 @@ pub struct SealedSecretStatus {
     pub key_ids: Vec<String>,
     /// Envelopes re-wrapped to the Active key, for objects that still use an older key;
     /// `gitseal reseal` copies them into the committed file.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schemars(with = "BTreeMap<String, BTreeMap<String, String>>")]
     pub rewrapped_envelopes: Envelopes,
 }

@@ -138,33 +138,33 @@ pub fn merge_envelopes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::format::Map;
 
     #[test]
     fn keeps_recovery_wrappings_and_refuses_strangers() {
-        let file: Envelopes = BTreeMap::from([(
+        let file: Envelopes = Map::from_iter([(
             "e1".into(),
-            BTreeMap::from([
+            Map::from_iter([
                 ("old".into(), "w-old".into()),
                 ("recovery".into(), "w-rec".into()),
             ]),
         )]);
         let cluster = BTreeSet::from(["old".to_string(), "new".to_string()]);
-        let re: Envelopes = BTreeMap::from([(
+        let re: Envelopes = Map::from_iter([(
             "e1".into(),
-            BTreeMap::from([("new".into(), "w-new".into())]),
+            Map::from_iter([("new".into(), "w-new".into())]),
         )]);
         let out = merge_envelopes(&file, &re, &cluster).unwrap();
         assert_eq!(
-            out["e1"],
-            BTreeMap::from([
+            out[&"e1".to_string()],
+            Map::from_iter([
                 ("new".into(), "w-new".into()),
                 ("recovery".into(), "w-rec".into())
             ])
         );
-        let evil: Envelopes = BTreeMap::from([(
+        let evil: Envelopes = Map::from_iter([(
             "e1".into(),
-            BTreeMap::from([("attacker".into(), "w".into())]),
+            Map::from_iter([("attacker".into(), "w".into())]),
         )]);
         assert!(
             merge_envelopes(&file, &evil, &cluster)
@@ -172,7 +172,7 @@ mod tests {
                 .contains("not a key of this cluster")
         );
         let unknown: Envelopes =
-            BTreeMap::from([("e9".into(), BTreeMap::from([("new".into(), "w".into())]))]);
+            Map::from_iter([("e9".into(), Map::from_iter([("new".into(), "w".into())]))]);
         assert!(merge_envelopes(&file, &unknown, &cluster).is_err());
     }
 }

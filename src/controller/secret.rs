@@ -21,14 +21,15 @@ pub const ADOPT_ANNOTATION: &str = "gitseal.dev/adopt";
 pub fn desired(sealed: &SealedSecret, values: BTreeMap<String, Plaintext>) -> Secret {
     let template = sealed.spec.template.clone().unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
-    let mut labels = meta.labels;
+    let mut labels: BTreeMap<String, String> = meta.labels.into_iter().collect();
     labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
     Secret {
         metadata: ObjectMeta {
             name: Some(sealed.name_any()),
             namespace: sealed.namespace(),
             labels: Some(labels),
-            annotations: (!meta.annotations.is_empty()).then_some(meta.annotations),
+            annotations: (!meta.annotations.is_empty())
+                .then(|| meta.annotations.into_iter().collect()),
             owner_references: sealed.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },

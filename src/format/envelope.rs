@@ -1,20 +1,20 @@
 //! Envelopes (one data key wrapped to each recipient, keyed by key id) and the seal / open /
 //! re-wrap operations that tie values, envelopes and identities together.
 
-use super::{FormatError, MAX_VALUE_LEN, Scope, SealedValue, Target, aad};
+use super::{FormatError, MAX_VALUE_LEN, Map, Scope, SealedValue, Target, aad};
 use crate::crypto::{self, DataKey, Identity, Plaintext, Recipient};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// All envelopes of one object: envelope id → (key id → base64 of a binary age file).
-pub type Envelopes = BTreeMap<String, BTreeMap<String, String>>;
+pub type Envelopes = Map<Map<String>>;
 
 /// One envelope: a data key's id and its wrappings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
     pub id: String,
-    pub wrapped: BTreeMap<String, String>,
+    pub wrapped: Map<String>,
 }
 
 /// Seals values of one seal operation under one fresh data key.
@@ -36,10 +36,11 @@ impl Sealer {
         recipients: &[Recipient],
         scope: Scope,
     ) -> Result<Self, FormatError> {
-        let mut wrapped = BTreeMap::new();
+        let mut wrapped = Map::new();
         for r in recipients {
-            if let std::collections::btree_map::Entry::Vacant(slot) = wrapped.entry(r.key_id()) {
-                slot.insert(STANDARD.encode(crypto::wrap(&key, r)?));
+            let id = r.key_id();
+            if !wrapped.contains_key(&id) {
+                wrapped.insert(id, STANDARD.encode(crypto::wrap(&key, r)?));
             }
         }
         let envelope = Envelope {
@@ -169,9 +170,9 @@ pub fn rewrap(
     envelopes: &Envelopes,
     id: &str,
     recipients: &[Recipient],
-) -> Result<BTreeMap<String, String>, FormatError> {
+) -> Result<Map<String>, FormatError> {
     let key = opener.data_key(envelopes, id)?;
-    let mut wrapped = BTreeMap::new();
+    let mut wrapped = Map::new();
     for r in recipients {
         wrapped.insert(r.key_id(), STANDARD.encode(crypto::wrap(key, r)?));
     }
@@ -186,7 +187,7 @@ mod tests {
         let id = Identity::generate();
         let sealer = Sealer::new(&[id.recipient()], Scope::Strict).unwrap();
         let env = sealer.envelope().clone();
-        (id, sealer, BTreeMap::from([(env.id, env.wrapped)]))
+        (id, sealer, Map::from_iter([(env.id, env.wrapped)]))
     }
 
     const T: Target<'static> = Target {
@@ -267,7 +268,7 @@ mod tests {
         let new = Identity::generate();
         let env_id = sealer.envelope().id.clone();
         let wrapped = rewrap(&mut Opener::new([&id]), &envs, &env_id, &[new.recipient()]).unwrap();
-        let envs2 = BTreeMap::from([(env_id, wrapped)]);
+        let envs2 = Map::from_iter([(env_id, wrapped)]);
         assert_eq!(
             Opener::new([&new])
                 .open(&envs2, Scope::Strict, T, "pw", &v)

@@ -12,6 +12,12 @@ pub use value::{FORMAT_VERSION, SealedValue};
 
 use crate::crypto::CryptoError;
 
+/// The maps of a sealed object (key → value, envelope id → wrappings, key id → wrapped key):
+/// sorted, so output is deterministic and diffs stay minimal, and flat (a sorted `Vec`), so
+/// the one or two entries an object usually has cost a few dozen bytes rather than a B-tree
+/// node of ~540 (the controller caches every SealedSecret of the cluster).
+pub type Map<V> = litemap::LiteMap<String, V>;
+
 /// Largest plain value gitseal seals (Kubernetes caps a whole Secret at 1 MiB).
 pub const MAX_VALUE_LEN: usize = 1024 * 1024;
 

@@ -4,7 +4,7 @@
 use super::{ErrorKind, Location, ManifestError, Result, SecretInput};
 use crate::api::{SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
 use crate::crypto::{CryptoError, Plaintext, Recipient};
-use crate::format::{FormatError, Opener, Scope, SealedValue, Sealer, Target};
+use crate::format::{FormatError, Map, Opener, Scope, SealedValue, Sealer, Target};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
@@ -56,7 +56,7 @@ fn seal_into(
     sealer: &Sealer,
     target: Target<'_>,
     input: &SecretInput,
-    out: &mut BTreeMap<String, String>,
+    out: &mut Map<String>,
 ) -> Result<()> {
     for (key, value) in &input.data {
         let sealed = sealer.seal(target, key, value.expose()).map_err(|e| {
@@ -92,10 +92,10 @@ pub fn seal(input: &SecretInput, opts: &SealOptions<'_>) -> Result<SealedSecret>
     };
     let sealer = Sealer::new(opts.recipients, scope)
         .map_err(|e| ManifestError::input(input.at.clone(), e.to_string()))?;
-    let mut encrypted_data = BTreeMap::new();
+    let mut encrypted_data = Map::new();
     seal_into(&sealer, target, input, &mut encrypted_data)?;
     let envelope = sealer.envelope().clone();
-    let mut envelopes = BTreeMap::new();
+    let mut envelopes = Map::new();
     if !encrypted_data.is_empty() {
         envelopes.insert(envelope.id, envelope.wrapped);
     }
@@ -116,8 +116,16 @@ pub fn seal(input: &SecretInput, opts: &SealOptions<'_>) -> Result<SealedSecret>
 fn template(input: &SecretInput) -> Option<SecretTemplate> {
     let metadata =
         (!input.labels.is_empty() || !input.annotations.is_empty()).then(|| TemplateMetadata {
-            labels: input.labels.clone(),
-            annotations: input.annotations.clone(),
+            labels: input
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            annotations: input
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         });
     let t = SecretTemplate {
         metadata,
@@ -170,7 +178,7 @@ pub fn merge_into(
     };
     let sealer = Sealer::new(opts.recipients, scope)
         .map_err(|e| ManifestError::input(input.at.clone(), e.to_string()))?;
-    let mut fresh = BTreeMap::new();
+    let mut fresh = Map::new();
     seal_into(&sealer, target, input, &mut fresh)?;
     let mut outcome = MergeOutcome::default();
     for (key, value) in fresh {
@@ -294,7 +302,8 @@ pub fn unseal(sealed: &SealedSecret, at: &Location, opener: &mut Opener<'_>) -> 
     let values = open_values(sealed, at, opener)?;
     let template = sealed.spec.template.clone().unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
-    let non_empty = |m: BTreeMap<String, String>| (!m.is_empty()).then_some(m);
+    let non_empty =
+        |m: Map<String>| (!m.is_empty()).then(|| m.into_iter().collect::<BTreeMap<_, _>>());
     Ok(Secret {
         metadata: ObjectMeta {
             name: sealed.metadata.name.clone(),
