@@ -166,7 +166,14 @@ impl Drop for Controller {
         // The whole group: a wrapper (profiler) and the controller under it. SIGTERM first so
         // a profiler can write its data.
         let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let kill = |signal: &str| {
+            // The group may be gone already (the controller exited): nothing to report.
+            let _ = Command::new("kill")
+                .args([signal, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        kill("-TERM");
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(20) {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -174,7 +181,7 @@ impl Drop for Controller {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        kill("-KILL");
         let _ = self.child.wait();
     }
 }
