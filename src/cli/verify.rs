@@ -132,8 +132,23 @@ fn verify_file(
                 }
             }
         } else if is_plain_secret_with_data(&doc.value) {
+            let field = if doc.value.get("data").is_some() {
+                "data"
+            } else {
+                "stringData"
+            };
+            // A SOPS file is not plain text, but nothing gitseal can check or the controller open.
+            let what = if doc
+                .value
+                .get("sops")
+                .is_some_and(|s| s.get("mac").is_some())
+            {
+                "SOPS-encrypted Secret (gitseal can neither check it nor unseal it in the cluster)"
+            } else {
+                "plain Secret with data"
+            };
             tally.problems.push(format!(
-                "{}:data: plain Secret with data: seal it with `gitseal seal`, or exclude the path in .gitseal.yaml verify.exclude",
+                "{}:{field}: {what}: seal it with `gitseal seal`, or exclude the path in .gitseal.yaml verify.exclude",
                 doc.at
             ));
         }

