@@ -54,21 +54,27 @@ fn run_sops(s: &Scratch, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[test]
-fn a_gitseal_identity_decrypts_what_sops_encrypted_for_it() {
-    let s = Scratch::new();
-    s.write("secret.yaml", SECRET);
-    let encrypted = run_sops(
-        &s,
+/// `sops encrypt` of a Secret file to the scratch key, values only (metadata stays readable,
+/// as teams configure it for Secrets).
+fn encrypt_values(s: &Scratch, file: &str) -> String {
+    run_sops(
+        s,
         &[
             "encrypt",
             "--age",
             &s.public,
             "--encrypted-regex",
             "^(data|stringData)$",
-            "secret.yaml",
+            file,
         ],
-    );
+    )
+}
+
+#[test]
+fn a_gitseal_identity_decrypts_what_sops_encrypted_for_it() {
+    let s = Scratch::new();
+    s.write("secret.yaml", SECRET);
+    let encrypted = encrypt_values(&s, "secret.yaml");
     assert!(!encrypted.contains("hunter2") && !encrypted.contains("aHVudGVyMg=="));
     assert!(encrypted.contains(&s.public), "sops names the recipient");
     s.write("secret.enc.yaml", &encrypted);
@@ -106,17 +112,7 @@ fn verify_names_a_sops_encrypted_secret_as_such() {
         "secret.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: prod\nstringData:\n  password: hunter2\n",
     );
-    let encrypted = run_sops(
-        &s,
-        &[
-            "encrypt",
-            "--age",
-            &s.public,
-            "--encrypted-regex",
-            "^(data|stringData)$",
-            "secret.yaml",
-        ],
-    );
+    let encrypted = encrypt_values(&s, "secret.yaml");
     s.write("tree/db.yaml", &encrypted);
     let out = s.run(&["verify", "-r", &s.public, "tree"], None);
     assert_eq!(out.code, 1, "{}", out.stdout);
