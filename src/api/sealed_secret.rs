@@ -1,6 +1,6 @@
 //! `SealedSecret`: sealed values, their envelopes, scope and the template of the Secret to write.
 
-use crate::format::{Envelopes, Map, Scope};
+use crate::format::{Envelopes, Map, Scope, map_serde};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -34,11 +34,11 @@ pub struct SealedSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bound_to: Option<String>,
     /// Secret key → sealed value `gs1:<scope>:<envelope id>:<base64>`.
-    #[serde(default)]
+    #[serde(default, serialize_with = "map_serde::flat")]
     #[schemars(with = "BTreeMap<String, String>", extend("default" = {}))]
     pub encrypted_data: Map<String>,
     /// Envelope id → (key id → base64 of an age file holding the data key).
-    #[serde(default)]
+    #[serde(default, serialize_with = "map_serde::nested")]
     #[schemars(
         with = "BTreeMap<String, BTreeMap<String, String>>",
         extend("default" = {})
@@ -65,10 +65,18 @@ pub struct SecretTemplate {
 /// Labels and annotations copied onto the Secret.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TemplateMetadata {
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Map::is_empty",
+        serialize_with = "map_serde::flat"
+    )]
     #[schemars(with = "BTreeMap<String, String>")]
     pub labels: Map<String>,
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Map::is_empty",
+        serialize_with = "map_serde::flat"
+    )]
     #[schemars(with = "BTreeMap<String, String>")]
     pub annotations: Map<String>,
 }
@@ -88,7 +96,35 @@ pub struct SealedSecretStatus {
     pub key_ids: Vec<String>,
     /// Envelopes re-wrapped to the Active key, for objects that still use an older key;
     /// `gitseal reseal` copies them into the committed file.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Map::is_empty",
+        serialize_with = "map_serde::nested"
+    )]
     #[schemars(with = "BTreeMap<String, BTreeMap<String, String>>")]
     pub rewrapped_envelopes: Envelopes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_maps_are_written_as_mappings() {
+        let mut spec = SealedSecretSpec::default();
+        spec.envelopes.insert("e1".into(), Map::new());
+        let status = SealedSecretStatus {
+            rewrapped_envelopes: Map::from_iter([("e1".to_string(), Map::new())]),
+            ..Default::default()
+        };
+        let json = serde_json::to_value((&spec, &status)).unwrap();
+        assert_eq!(json[0]["encryptedData"], serde_json::json!({}));
+        assert_eq!(json[0]["envelopes"], serde_json::json!({"e1": {}}));
+        assert_eq!(json[1]["rewrappedEnvelopes"], serde_json::json!({"e1": {}}));
+        let yaml = crate::yaml::to_string(&spec).unwrap();
+        assert!(yaml.contains("encryptedData: {}"), "{yaml}");
+        assert!(!yaml.contains("[]"), "{yaml}");
+        let back: SealedSecretSpec = crate::yaml::from_str(&yaml).unwrap();
+        assert_eq!(back, spec);
+    }
 }

@@ -18,6 +18,31 @@ use crate::crypto::CryptoError;
 /// node of ~540 (the controller caches every SealedSecret of the cluster).
 pub type Map<V> = litemap::LiteMap<String, V>;
 
+/// `serialize_with` helpers for [`Map`] fields: always a mapping. (litemap writes an *empty*
+/// map as a sequence in human-readable formats, `[]`, which no Kubernetes schema accepts.)
+pub mod map_serde {
+    use super::Map;
+    use serde::{Serialize, Serializer};
+
+    /// A map of plain values.
+    pub fn flat<S: Serializer, V: Serialize>(map: &Map<V>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter())
+    }
+
+    /// A map of maps (envelopes).
+    pub fn nested<S: Serializer, V: Serialize>(map: &Map<Map<V>>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(k, v)| (k, Flat(v))))
+    }
+
+    struct Flat<'a, V>(&'a Map<V>);
+
+    impl<V: Serialize> Serialize for Flat<'_, V> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            flat(self.0, s)
+        }
+    }
+}
+
 /// Largest plain value gitseal seals (Kubernetes caps a whole Secret at 1 MiB).
 pub const MAX_VALUE_LEN: usize = 1024 * 1024;
 
