@@ -138,10 +138,14 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])], mode: u32) -> Result<(), Failu
 /// `f(0..n)` on every core (one thread when `n` is small), results in index order.
 pub fn par_map<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
     const MIN_PER_THREAD: usize = 8;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(n / MIN_PER_THREAD)
-        .max(1);
+    // Asking for the core count reads cgroup files: a sizeable part of sealing one file.
+    let threads = if n < 2 * MIN_PER_THREAD {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(n / MIN_PER_THREAD)
+    };
     if threads == 1 {
         return (0..n).map(f).collect();
     }
