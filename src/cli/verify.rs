@@ -7,8 +7,8 @@ use super::unseal::read_identities;
 use super::{CmdResult, VerifyArgs, exit};
 use crate::format::Opener;
 use crate::manifest::{
-    ManifestError, check_sealed, is_plain_secret_with_data, is_sealed, open_values,
-    parse_documents, parse_sealed,
+    ManifestError, check_sealed, is_plain_secret_with_data, is_sealed, is_sops_encrypted,
+    open_values, parse_documents, parse_sealed,
 };
 
 #[derive(Default)]
@@ -138,11 +138,7 @@ fn verify_file(
                 "stringData"
             };
             // A SOPS file is not plain text, but nothing gitseal can check or the controller open.
-            let what = if doc
-                .value
-                .get("sops")
-                .is_some_and(|s| s.get("mac").is_some())
-            {
+            let what = if is_sops_encrypted(&doc.value) {
                 "SOPS-encrypted Secret (gitseal can neither check it nor unseal it in the cluster)"
             } else {
                 "plain Secret with data"

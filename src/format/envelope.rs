@@ -38,9 +38,8 @@ impl Sealer {
     ) -> Result<Self, FormatError> {
         let mut wrapped = Map::new();
         for r in recipients {
-            let id = r.key_id();
-            if !wrapped.contains_key(&id) {
-                wrapped.insert(id, STANDARD.encode(crypto::wrap(&key, r)?));
+            if let litemap::Entry::Vacant(slot) = wrapped.entry(r.key_id()) {
+                slot.insert(STANDARD.encode(crypto::wrap(&key, r)?));
             }
         }
         let envelope = Envelope {

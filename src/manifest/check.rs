@@ -106,6 +106,11 @@ pub fn check_sealed(
     problems
 }
 
+/// Whether a document is a SOPS-encrypted file (it carries sops' metadata and MAC).
+pub fn is_sops_encrypted(doc: &Value) -> bool {
+    doc.get("sops").is_some_and(|s| s.get("mac").is_some())
+}
+
 /// Whether a document is a plain Secret carrying values (what must never be committed).
 pub fn is_plain_secret_with_data(doc: &Value) -> bool {
     let non_empty = |f: &str| {

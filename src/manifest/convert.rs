@@ -116,16 +116,8 @@ pub fn seal(input: &SecretInput, opts: &SealOptions<'_>) -> Result<SealedSecret>
 fn template(input: &SecretInput) -> Option<SecretTemplate> {
     let metadata =
         (!input.labels.is_empty() || !input.annotations.is_empty()).then(|| TemplateMetadata {
-            labels: input
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            annotations: input
-                .annotations
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            labels: input.labels.clone().into_iter().collect(),
+            annotations: input.annotations.clone().into_iter().collect(),
         });
     let t = SecretTemplate {
         metadata,
