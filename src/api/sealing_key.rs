@@ -38,7 +38,9 @@ impl fmt::Display for KeyState {
     status = "SealingKeyStatus",
     shortname = "gsk",
     category = "gitseal",
-    printcolumn = r#"{"name":"State","type":"string","jsonPath":".spec.state"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Wanted","type":"string","jsonPath":".spec.state","priority":1}"#,
+    printcolumn = r#"{"name":"Why","type":"string","jsonPath":".status.stateReason"}"#,
     printcolumn = r#"{"name":"KeyID","type":"string","jsonPath":".status.keyId"}"#,
     printcolumn = r#"{"name":"Users","type":"integer","jsonPath":".status.usedBy"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -55,6 +57,18 @@ pub struct SealingKeySpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SealingKeyStatus {
+    /// The state the controller gives this key (spec says what users want): e.g. `Active` in
+    /// spec but `DecryptOnly` here when a newer key superseded it, or `DecryptOnly` while a
+    /// retirement is refused. Only this state decides what the controller does with the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<KeyState>,
+    /// Why `state` differs from spec, or what it waits for ("superseded by gitseal-2",
+    /// "retirement refused: 3 SealedSecrets still use this key").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     /// The age recipient (`age1…`) to seal to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
@@ -68,3 +82,16 @@ pub struct SealingKeyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
+
+/// Condition type on a SealingKey saying whether the retirement (spec `Retired`, or a
+/// deletion) happened: `True` once the private key is gone; `False` with reason
+/// [`RETIRE_REFUSED`] or [`DELETION_BLOCKED`] and a message while the key is still used.
+/// Its `observedGeneration` tells `gitseal keys retire` that the verdict is for its request.
+pub const RETIRED_CONDITION: &str = "Retired";
+/// Reason: spec asks for `Retired` but SealedSecrets still use the key (and no `force`).
+pub const RETIRE_REFUSED: &str = "RetireRefused";
+/// Reason: the SealingKey was deleted while SealedSecrets still use it; a finalizer keeps it
+/// and its private key until they no longer do.
+pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+/// Condition type saying whether the controller holds a trusted private key for this key.
+pub const PRIVATE_KEY_CONDITION: &str = "PrivateKey";
