@@ -431,7 +431,11 @@ async fn main() {
                         k.status.as_ref()?.public_key.as_deref()?,
                     )
                     .ok()?;
-                    Some(gitseal::manifest::KeyringEntry::new(&r, k.spec.state, None))
+                    Some(gitseal::manifest::KeyringEntry::new(
+                        &r,
+                        k.status.as_ref()?.state?,
+                        None,
+                    ))
                 })
                 .collect();
             if !entries.is_empty() {

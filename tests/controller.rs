@@ -317,7 +317,7 @@ async fn two_replicas_make_exactly_one_active_key_and_fail_over() {
     let all = keys.list(&Default::default()).await.unwrap().items;
     assert_eq!(
         all.iter()
-            .filter(|k| k.spec.state == KeyState::Active)
+            .filter(|k| k.status.as_ref().and_then(|s| s.state) == Some(KeyState::Active))
             .count(),
         1,
         "{:?}",

@@ -223,7 +223,7 @@ async fn disaster_recovery_drill() {
             .unwrap()
             .items
             .iter()
-            .filter(|k| k.spec.state == KeyState::Active)
+            .filter(|k| k.status.as_ref().and_then(|s| s.state) == Some(KeyState::Active))
             .count(),
         1
     );

@@ -128,7 +128,7 @@ async fn key_by_state(env: &Env, state: KeyState) -> Vec<SealingKey> {
         .unwrap()
         .items
         .into_iter()
-        .filter(|k| k.spec.state == state)
+        .filter(|k| k.status.as_ref().and_then(|s| s.state) == Some(state))
         .collect()
 }
 

@@ -8,7 +8,10 @@ mod sealing_key;
 pub use sealed_secret::{
     SealedSecret, SealedSecretSpec, SealedSecretStatus, SecretTemplate, TemplateMetadata,
 };
-pub use sealing_key::{KeyState, SealingKey, SealingKeySpec, SealingKeyStatus};
+pub use sealing_key::{
+    DELETION_BLOCKED, KeyState, PRIVATE_KEY_CONDITION, RETIRE_PENDING, RETIRE_REFUSED,
+    RETIRED_CONDITION, SealingKey, SealingKeySpec, SealingKeyStatus,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -1,6 +1,22 @@
 //! `SealedSecret`: sealed values, their envelopes, scope and the template of the Secret to write.
 
 use crate::format::{Envelopes, Map, Scope, map_serde};
+
+// Limits the API server enforces at admission (CRD schema), so that no tenant can hand the
+// controller more than it can hold: a Secret holds at most 1 MiB, so its sealed form at most
+// ~1.4 MiB; an envelope wraps one data key to a few recipients (one small age stanza each).
+/// Values per SealedSecret.
+pub const MAX_VALUES: u64 = 4096;
+/// Characters of one sealed value (1 MiB of plain text, base64, plus the prefix).
+pub const MAX_VALUE_CHARS: u64 = 1_500_000;
+/// Envelopes per SealedSecret (one per seal operation that is still referenced).
+pub const MAX_ENVELOPES: u64 = 64;
+/// Wrappings (key ids) per envelope.
+pub const MAX_WRAPPINGS: u64 = 16;
+/// Characters of one wrapped key (base64 of an age file with one stanza).
+pub const MAX_WRAPPED_CHARS: u64 = 2048;
+/// Labels and annotations of the template, each.
+pub const MAX_TEMPLATE_ENTRIES: u64 = 64;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -32,16 +48,24 @@ pub struct SealedSecretSpec {
     /// scope). Informational; the binding itself is in each value's associated data. Lets
     /// errors say "sealed for prod/db, found in staging/db" and `gitseal verify` check it offline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 507))]
     pub bound_to: Option<String>,
     /// Secret key → sealed value `gs1:<scope>:<envelope id>:<base64>`.
     #[serde(default, serialize_with = "map_serde::flat")]
-    #[schemars(with = "BTreeMap<String, String>", extend("default" = {}))]
+    #[schemars(
+        with = "BTreeMap<String, String>",
+        extend(
+            "default" = {},
+            "maxProperties" = MAX_VALUES,
+            "additionalProperties" = {"type": "string", "maxLength": MAX_VALUE_CHARS}
+        )
+    )]
     pub encrypted_data: Map<String>,
     /// Envelope id → (key id → base64 of an age file holding the data key).
     #[serde(default, serialize_with = "map_serde::nested")]
     #[schemars(
         with = "BTreeMap<String, BTreeMap<String, String>>",
-        extend("default" = {})
+        extend("default" = {}, "maxProperties" = MAX_ENVELOPES, "additionalProperties" = wrappings_schema())
     )]
     pub envelopes: Envelopes,
     /// Metadata, type and immutability of the Secret to write.
@@ -57,6 +81,7 @@ pub struct SecretTemplate {
     pub metadata: Option<TemplateMetadata>,
     /// Secret type, e.g. `Opaque` or `kubernetes.io/tls`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub type_: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
@@ -70,14 +95,26 @@ pub struct TemplateMetadata {
         skip_serializing_if = "Map::is_empty",
         serialize_with = "map_serde::flat"
     )]
-    #[schemars(with = "BTreeMap<String, String>")]
+    #[schemars(
+        with = "BTreeMap<String, String>",
+        extend(
+            "maxProperties" = MAX_TEMPLATE_ENTRIES,
+            "additionalProperties" = {"type": "string", "maxLength": 63}
+        )
+    )]
     pub labels: Map<String>,
     #[serde(
         default,
         skip_serializing_if = "Map::is_empty",
         serialize_with = "map_serde::flat"
     )]
-    #[schemars(with = "BTreeMap<String, String>")]
+    #[schemars(
+        with = "BTreeMap<String, String>",
+        extend(
+            "maxProperties" = MAX_TEMPLATE_ENTRIES,
+            "additionalProperties" = {"type": "string", "maxLength": 65536}
+        )
+    )]
     pub annotations: Map<String>,
 }
 
@@ -93,6 +130,7 @@ pub struct SealedSecretStatus {
     pub observed_generation: Option<i64>,
     /// Key ids this object's envelopes are unwrapped with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub key_ids: Vec<String>,
     /// Envelopes re-wrapped to the Active key, for objects that still use an older key;
     /// `gitseal reseal` copies them into the committed file.
@@ -101,8 +139,20 @@ pub struct SealedSecretStatus {
         skip_serializing_if = "Map::is_empty",
         serialize_with = "map_serde::nested"
     )]
-    #[schemars(with = "BTreeMap<String, BTreeMap<String, String>>")]
+    #[schemars(
+        with = "BTreeMap<String, BTreeMap<String, String>>",
+        extend("maxProperties" = MAX_ENVELOPES, "additionalProperties" = wrappings_schema())
+    )]
     pub rewrapped_envelopes: Envelopes,
+}
+
+/// Schema of one envelope's wrappings: key id → wrapped key, bounded.
+fn wrappings_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "maxProperties": MAX_WRAPPINGS,
+        "additionalProperties": {"type": "string", "maxLength": MAX_WRAPPED_CHARS},
+    })
 }
 
 #[cfg(test)]

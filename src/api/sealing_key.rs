@@ -90,6 +90,9 @@ pub struct SealingKeyStatus {
 pub const RETIRED_CONDITION: &str = "Retired";
 /// Reason: spec asks for `Retired` but SealedSecrets still use the key (and no `force`).
 pub const RETIRE_REFUSED: &str = "RetireRefused";
+/// Reason: the retirement or deletion waits until every SealedSecret has been checked for
+/// the key (after a start, or a key change); not a refusal, a verdict follows.
+pub const RETIRE_PENDING: &str = "Pending";
 /// Reason: the SealingKey was deleted while SealedSecrets still use it; a finalizer keeps it
 /// and its private key until they no longer do.
 pub const DELETION_BLOCKED: &str = "DeletionBlocked";

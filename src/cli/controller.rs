@@ -18,6 +18,16 @@ pub fn run(args: ControllerArgs) -> CmdResult {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "gitseal".into());
         format!("{host}-{}", std::process::id())
     });
+    let flags = crate::controller::policy::PolicyFlags {
+        allow_types: args.policy.allow_secret_types,
+        deny_types: args.policy.deny_secret_types,
+        allow_keys: args.policy.allow_template_keys,
+        deny_keys: args.policy.deny_template_keys,
+        allow_namespaces: args.policy.allow_namespaces,
+        deny_namespaces: args.policy.deny_namespaces,
+    };
+    let policy = crate::controller::policy::Policy::new(&args.namespace, &flags)
+        .map_err(super::Failure::usage)?;
     let config = crate::controller::Config {
         namespace: args.namespace,
         watch_namespaces: args.watch_namespaces,
@@ -27,6 +37,7 @@ pub fn run(args: ControllerArgs) -> CmdResult {
         lease_duration: args.lease_duration,
         identity,
         concurrency: args.concurrency,
+        policy,
     };
     block_on(async {
         let client = client(&args.kube).await?;

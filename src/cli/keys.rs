@@ -10,7 +10,7 @@ use super::{
 use crate::api::{KeyState, SealingKey, SealingKeySpec};
 use crate::crypto::Recipient;
 use crate::keyring::backup::{Bundle, BundleKey};
-use crate::keyring::{KeyView, identity_of, key_secret, key_secret_name, next_key_name};
+use crate::keyring::{identity_of, key_secret, key_secret_name, next_key_name};
 use crate::manifest::{KeyringEntry, KeyringFile};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -108,8 +108,10 @@ pub fn rotate(args: KeysListArgs) -> CmdResult {
     block_on(async {
         let client = client(&args.kube).await?;
         let keys = sealing_keys(client.clone()).await?;
-        let views: Vec<KeyView> = keys.iter().map(KeyView::of).collect();
-        let name = next_key_name(&views);
+        let name = next_key_name(
+            keys.iter()
+                .map(|k| k.metadata.name.as_deref().unwrap_or_default()),
+        );
         let key = SealingKey::new(
             &name,
             SealingKeySpec {

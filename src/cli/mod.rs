@@ -322,6 +322,36 @@ pub struct ControllerArgs {
     /// This replica's name in the Lease and Events.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// The template policy: what a SealedSecret may make the controller write (docs/security.md).
+/// Defaults refuse Secret types, label/annotation keys and namespaces that other components
+/// trust; these flags widen or narrow them. Key Secrets' type and `gitseal.dev/` keys are
+/// never allowed.
+#[derive(Debug, Args, Default)]
+pub struct PolicyArgs {
+    /// Allow this Secret type although the defaults deny it (repeatable).
+    #[arg(long = "allow-secret-type", value_name = "TYPE")]
+    pub allow_secret_types: Vec<String>,
+    /// Deny this Secret type as well (repeatable).
+    #[arg(long = "deny-secret-type", value_name = "TYPE")]
+    pub deny_secret_types: Vec<String>,
+    /// Allow this label/annotation key or rule (`prefix/` for a whole prefix) although the
+    /// defaults deny it (repeatable).
+    #[arg(long = "allow-template-key", value_name = "KEY")]
+    pub allow_template_keys: Vec<String>,
+    /// Deny this label/annotation key, `prefix/` or `*.domain/` as well (repeatable).
+    #[arg(long = "deny-template-key", value_name = "KEY")]
+    pub deny_template_keys: Vec<String>,
+    /// Write Secrets into this namespace although the defaults deny it (kube-system,
+    /// kube-public, kube-node-lease and the controller's own) (repeatable).
+    #[arg(long = "allow-namespace", value_name = "NS")]
+    pub allow_namespaces: Vec<String>,
+    /// Write no Secret into this namespace (repeatable).
+    #[arg(long = "deny-namespace", value_name = "NS")]
+    pub deny_namespaces: Vec<String>,
 }
 
 /// `30d`, `12h`, `15m`, `10s`, `500ms` or plain seconds.

@@ -59,21 +59,35 @@ pub struct Recorder {
     client: Client,
     controller: String,
     instance: String,
+    /// Where Events about cluster-scoped objects (SealingKeys) go: the controller's namespace.
+    cluster_events_namespace: String,
     memory: Mutex<Memory>,
 }
 
 impl Recorder {
-    pub fn new(client: Client, controller: &str, instance: &str) -> Self {
+    pub fn new(client: Client, controller: &str, instance: &str, namespace: &str) -> Self {
         Self {
             client,
             controller: controller.to_string(),
             instance: instance.to_string(),
+            cluster_events_namespace: namespace.to_string(),
             memory: Mutex::default(),
         }
     }
 
-    /// Publish `ev` about `regarding` (cluster-scoped objects: in namespace `default`).
+    /// Publish `ev` about `regarding`. Events about cluster-scoped objects (SealingKeys) go to
+    /// the controller's namespace, next to the key Secrets, rather than `default`; the API
+    /// server accepts that only when the reference names that namespace too, so it does
+    /// (`kubectl get events -n <ns> --field-selector involvedObject.kind=SealingKey`).
     pub async fn publish(&self, ev: &Event, regarding: &ObjectReference) -> kube::Result<()> {
+        let mut placed;
+        let regarding = if regarding.namespace.is_none() {
+            placed = regarding.clone();
+            placed.namespace = Some(self.cluster_events_namespace.clone());
+            &placed
+        } else {
+            regarding
+        };
         let key = identity(ev, regarding);
         let now = Instant::now();
         let repeat = {
@@ -85,7 +99,7 @@ impl Recorder {
                 .filter(|s| now - s.last < SERIES_WINDOW)
                 .map(|s| (s.name.clone(), s.count + 1))
         };
-        let namespace = regarding.namespace.as_deref().unwrap_or("default");
+        let namespace = regarding.namespace.as_deref().unwrap_or_default();
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
         let stamp = jiff::Timestamp::now();
         let (name, count) = match repeat {
@@ -105,7 +119,7 @@ impl Recorder {
                 );
                 api.create(
                     &PostParams::default(),
-                    &self.event(ev, regarding, &name, stamp),
+                    &self.event(ev, regarding, namespace, &name, stamp),
                 )
                 .await?;
                 (name.into_boxed_str(), 1)
@@ -128,13 +142,14 @@ impl Recorder {
         &self,
         ev: &Event,
         regarding: &ObjectReference,
+        namespace: &str,
         name: &str,
         stamp: jiff::Timestamp,
     ) -> K8sEvent {
         K8sEvent {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
-                namespace: regarding.namespace.clone(),
+                namespace: Some(namespace.to_string()),
                 ..Default::default()
             },
             action: Some(ev.action.to_string()),

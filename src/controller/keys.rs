@@ -1,177 +1,137 @@
 //! The key manager (leader only): every SealingKey gets a key pair whose private half lives
-//! in a Secret it owns; exactly one key is Active; the Active key is renewed on schedule; each
-//! key's status carries its public key, id, creation time and how many SealedSecrets use it.
+//! in a Secret it owns; the rules of [`crate::keyring::lifecycle`] decide which key is Active,
+//! what the others effectively are, and when a retirement or deletion may go ahead. Spec is
+//! the users' (Git's): this writes only status, its own finalizer, and key Secrets.
 
 use super::Context;
 use super::events::Event;
-use crate::api::{KeyState, SealingKey, SealingKeySpec, SealingKeyStatus};
-use crate::crypto::Identity;
-use crate::keyring::{
-    KeyView, demotions, identity_of, key_secret, key_secret_name, needs_new_key, next_key_name,
+use crate::api::{
+    KeyState, PRIVATE_KEY_CONDITION, RETIRED_CONDITION, SealingKey, SealingKeySpec,
+    SealingKeyStatus,
 };
-use crate::manifest::wanted_key_id_refs;
+use crate::crypto::Identity;
+use crate::keyring::lifecycle::{self, Held, KeyView, Retirement, Verdict};
+use crate::keyring::{
+    KEY_FIELD_MANAGER, KEY_FINALIZER, key_secret, key_secret_name, trusted_identity,
+};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-/// One pass over the key set. Idempotent; run on every key change and periodically.
+/// One pass over the key set, from the caches. Idempotent; run on every key change, on
+/// usage changes and periodically.
 pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
-    let keys_api: Api<SealingKey> = Api::all(ctx.client.clone());
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
-    let keys = keys_api.list(&Default::default()).await?.items;
-    let views: Vec<KeyView> = keys.iter().map(KeyView::of).collect();
-
-    // A new Active key when there is none, or the Active one is due for renewal.
-    let now = jiff::Timestamp::now().as_second();
-    if needs_new_key(&views, now, ctx.config.key_renew_interval.as_secs() as i64) {
-        let name = next_key_name(&views);
-        let key = SealingKey::new(
-            &name,
-            SealingKeySpec {
-                state: KeyState::Active,
-                force: false,
-            },
-        );
-        match keys_api
-            .create(
-                &PostParams {
-                    field_manager: Some(super::FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &key,
-            )
-            .await
-        {
-            Ok(_) => tracing::info!(key = %name, "created a new Active SealingKey"),
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e),
-        }
-        return Ok(()); // the watch brings us back with the new key in the list
-    }
-    for name in demotions(&views) {
-        let patch = serde_json::json!({"spec": {"state": "DecryptOnly"}});
-        keys_api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        tracing::info!(key = %name, "demoted to DecryptOnly: a newer key is Active");
-    }
-
-    let usage = usage_by_key_id(ctx);
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let keys = ctx.sealing_keys.state();
+    let secrets = ctx.key_secrets.state();
+    let usage = ctx.key_usage();
+    let mut held = Vec::with_capacity(keys.len());
+    let mut views = Vec::with_capacity(keys.len());
     for key in &keys {
-        *counts.entry(key.spec.state.to_string()).or_default() += 1;
-        let secret = secrets.get_opt(&key_secret_name(&key.name_any())).await?;
-        let identity = match (&secret, key.spec.state) {
-            (Some(s), _) => identity_of(s),
-            (None, KeyState::Retired) => None,
-            (None, _) if key.status.as_ref().is_some_and(|s| s.public_key.is_some()) => {
-                // Its private half is gone (deleted by hand?): say so, never invent a new one
-                // under an id that sealed files already name.
-                condition(
-                    ctx,
-                    key,
-                    "False",
-                    "PrivateKeyMissing",
-                    "the private key Secret is missing; restore it from a backup",
-                )
-                .await?;
-                continue;
-            }
-            (None, _) => Some(create_key_secret(ctx, &secrets, key).await?),
+        let secret = key_secret_of(&secrets, key);
+        let (h, identity) = match secret.map(|s| trusted_identity(s, [key.as_ref()])) {
+            None => (Held::Missing, None),
+            Some(Ok((_, identity))) => (Held::Trusted, Some(identity)),
+            Some(Err(why)) => (Held::Untrusted(why.to_string()), None),
         };
-        let used_by = identity.as_ref().map_or_else(
-            || {
-                key.status
-                    .as_ref()
-                    .and_then(|s| s.key_id.as_ref())
-                    .and_then(|id| usage.get(id).copied())
-                    .unwrap_or(0)
-            },
-            |i| usage.get(&i.key_id()).copied().unwrap_or(0),
-        );
-        if key.spec.state == KeyState::Retired {
-            retire(ctx, &secrets, key, secret.is_some(), used_by).await?;
+        let key_id = identity
+            .as_ref()
+            .map(Identity::key_id)
+            .or_else(|| key.status.as_ref().and_then(|s| s.key_id.clone()));
+        let used_by = key_id.as_deref().map_or(Some(0), |id| usage.of(id));
+        views.push(KeyView::of(key, h, used_by));
+        held.push((secret, identity));
+    }
+
+    // A new Active key when none may be, or the Active one is due for renewal.
+    let now = jiff::Timestamp::now().as_second();
+    let renew = i64::try_from(ctx.config.key_renew_interval.as_secs()).unwrap_or(i64::MAX);
+    if lifecycle::needs_new_key(&views, now, renew) {
+        let name = lifecycle::next_key_name(views.iter().map(|v| v.name.as_str()));
+        create_key(ctx, &name).await?;
+        // The watch brings us back with the new key in the cache.
+    }
+
+    let verdicts = lifecycle::decide(&views);
+    let mut counts: std::collections::HashMap<KeyState, i64> = Default::default();
+    for (((key, view), verdict), (secret, identity)) in
+        keys.iter().zip(&views).zip(&verdicts).zip(held)
+    {
+        *counts.entry(verdict.state).or_default() += 1;
+        if let Err(e) = manage_key(ctx, key, view, verdict, secret, identity.as_ref()).await {
+            tracing::warn!(key = %key.name_any(), error = %e, "could not manage key; retrying");
         }
-        publish_status(&keys_api, key, identity.as_ref(), used_by).await?;
     }
     for state in [KeyState::Active, KeyState::DecryptOnly, KeyState::Retired] {
-        let n = counts.get(&state.to_string()).copied().unwrap_or(0);
-        ctx.metrics
-            .keys
-            .get_or_create(&super::metrics::StateLabel {
-                state: state.to_string(),
-            })
-            .set(n);
+        let label = super::metrics::StateLabel {
+            state: state.to_string(),
+        };
+        let n = counts.get(&state).copied().unwrap_or(0);
+        ctx.metrics.keys.get_or_create(&label).set(n);
     }
     Ok(())
 }
 
-/// How many SealedSecrets (in the namespaces this controller watches) use each key id.
-fn usage_by_key_id(ctx: &Context) -> BTreeMap<String, i64> {
-    let objects: Vec<_> = ctx.sealed_stores.iter().flat_map(|s| s.state()).collect();
-    ctx.memo
-        .retain(objects.iter().filter_map(|o| o.metadata.uid.as_deref()));
-    let mut usage: BTreeMap<&str, i64> = BTreeMap::new();
-    for sealed in &objects {
-        let ids: BTreeSet<&str> = wanted_key_id_refs(sealed).collect();
-        for id in ids {
-            *usage.entry(id).or_default() += 1;
-        }
-    }
-    usage.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+/// The key Secret of `key`, by its one name (other Secrets are never looked at).
+fn key_secret_of<'a>(secrets: &'a [Arc<Secret>], key: &SealingKey) -> Option<&'a Secret> {
+    let name = key_secret_name(&key.name_any());
+    secrets
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+        .map(|s| s.as_ref())
 }
 
-async fn create_key_secret(
+async fn manage_key(
     ctx: &Context,
-    secrets: &Api<Secret>,
     key: &SealingKey,
-) -> Result<Identity, kube::Error> {
-    let identity = Identity::generate();
-    let secret = key_secret(key, &identity, &ctx.config.namespace);
-    match secrets.create(&PostParams::default(), &secret).await {
-        Ok(_) => {
-            tracing::info!(key = %key.name_any(), key_id = %identity.key_id(), "generated a key pair");
-            Ok(identity)
-        }
-        // Another replica won the race: use its key.
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            let existing = secrets.get(&key_secret_name(&key.name_any())).await?;
-            identity_of(&existing)
-                .ok_or_else(|| kube::Error::Api(invalid_key_secret(&key.name_any())))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn invalid_key_secret(key: &str) -> Box<kube::core::Status> {
-    Box::new(kube::core::Status::failure(
-        &format!("key Secret of {key} holds no valid identity"),
-        "Invalid",
-    ))
-}
-
-/// Retirement: refused while the key is in use (unless forced); then the private half goes.
-async fn retire(
-    ctx: &Context,
-    secrets: &Api<Secret>,
-    key: &SealingKey,
-    has_secret: bool,
-    used_by: i64,
+    view: &KeyView,
+    verdict: &Verdict,
+    secret: Option<&Secret>,
+    identity: Option<&Identity>,
 ) -> Result<(), kube::Error> {
-    if used_by > 0 && !key.spec.force {
-        let msg = format!(
-            "{used_by} SealedSecret(s) still use this key: reseal them first, or set spec.force"
-        );
-        return condition(ctx, key, "False", "RetireRefused", &msg).await;
+    let keys_api: Api<SealingKey> = Api::all(ctx.client.clone());
+    let name = key.name_any();
+    let has_finalizer = key.finalizers().iter().any(|f| f == KEY_FINALIZER);
+    if !view.deleting && !view.retired && !has_finalizer {
+        set_finalizer(&keys_api, &name, true).await?;
     }
-    if has_secret {
-        secrets
-            .delete(&key_secret_name(&key.name_any()), &Default::default())
-            .await?;
-        tracing::info!(key = %key.name_any(), "retired: private key deleted");
+    // A key without a private half yet: make one (never under an id sealed files already
+    // name: a published key whose Secret is gone stays missing until restored).
+    let published = key.status.as_ref().is_some_and(|s| s.public_key.is_some());
+    if view.held == Held::Missing
+        && !published
+        && !view.deleting
+        && !view.retired
+        && view.wanted != KeyState::Retired
+    {
+        return create_key_secret(ctx, key).await;
+    }
+    // Key Secrets made before the finalizer existed get it.
+    if let Some(secret) = secret
+        && view.held == Held::Trusted
+        && !verdict.delete_private_key
+        && !secret.finalizers().iter().any(|f| f == KEY_FINALIZER)
+    {
+        let mut finalizers = secret.finalizers().to_vec();
+        finalizers.push(KEY_FINALIZER.to_string());
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": secret.metadata.resource_version, "finalizers": finalizers},
+        });
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
+        api.patch(
+            &secret.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    if verdict.delete_private_key
+        && let Some(secret) = secret
+    {
+        delete_key_secret(ctx, secret).await?;
+        tracing::info!(key = %name, "retired: private key deleted");
         publish_event(
             ctx,
             key,
@@ -181,18 +141,124 @@ async fn retire(
         )
         .await;
     }
+    publish_status(ctx, &keys_api, key, view, verdict, identity).await?;
+    if verdict.release && has_finalizer {
+        set_finalizer(&keys_api, &name, false).await?;
+        tracing::info!(key = %name, "deleted SealingKey released");
+    }
     Ok(())
 }
 
+/// Add or remove the key manager's finalizer with server-side apply: it owns only its own
+/// entry of the list, so other finalizers and every other field stay as they are.
+async fn set_finalizer(api: &Api<SealingKey>, name: &str, on: bool) -> Result<(), kube::Error> {
+    let finalizers: Vec<&str> = if on { vec![KEY_FINALIZER] } else { vec![] };
+    let patch = serde_json::json!({
+        "apiVersion": "gitseal.dev/v1alpha1",
+        "kind": "SealingKey",
+        "metadata": {"name": name, "finalizers": finalizers},
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(KEY_FIELD_MANAGER),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Create SealingKey `name`, Active; two replicas racing make one (409 for the other).
+async fn create_key(ctx: &Context, name: &str) -> Result<(), kube::Error> {
+    let mut key = SealingKey::new(
+        name,
+        SealingKeySpec {
+            state: KeyState::Active,
+            force: false,
+        },
+    );
+    key.metadata.finalizers = Some(vec![KEY_FINALIZER.to_string()]);
+    let api: Api<SealingKey> = Api::all(ctx.client.clone());
+    let params = PostParams {
+        field_manager: Some(super::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, &key).await {
+        Ok(_) => tracing::info!(key = %name, "created a new Active SealingKey"),
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+async fn create_key_secret(ctx: &Context, key: &SealingKey) -> Result<(), kube::Error> {
+    let identity = Identity::generate();
+    let secret = key_secret(key, &identity, &ctx.config.namespace);
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
+    let params = PostParams {
+        field_manager: Some(KEY_FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, &secret).await {
+        Ok(_) => {
+            tracing::info!(key = %key.name_any(), key_id = %identity.key_id(), "generated a key pair");
+        }
+        // Another replica, or someone else, was first: the trust rules judge that Secret.
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Release the key Secret's finalizer and delete it, both only if it is still the Secret
+/// that was judged (uid and resourceVersion preconditions).
+async fn delete_key_secret(ctx: &Context, secret: &Secret) -> Result<(), kube::Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
+    let name = secret.name_any();
+    let others: Vec<&String> = secret
+        .finalizers()
+        .iter()
+        .filter(|f| *f != KEY_FINALIZER)
+        .collect();
+    if others.len() != secret.finalizers().len() {
+        let patch = serde_json::json!({
+            "metadata": {
+                "uid": secret.metadata.uid,
+                "resourceVersion": secret.metadata.resource_version,
+                "finalizers": others,
+            },
+        });
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: secret.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 async fn publish_status(
+    ctx: &Context,
     api: &Api<SealingKey>,
     key: &SealingKey,
+    view: &KeyView,
+    verdict: &Verdict,
     identity: Option<&Identity>,
-    used_by: i64,
 ) -> Result<(), kube::Error> {
     let old = key.status.clone().unwrap_or_default();
+    let generation = key.meta().generation;
     let mut status = SealingKeyStatus {
-        used_by,
+        state: Some(verdict.state),
+        state_reason: verdict.reason.clone(),
+        observed_generation: generation,
+        used_by: view.used_by.unwrap_or(old.used_by),
         ..old.clone()
     };
     if let Some(i) = identity {
@@ -207,54 +273,101 @@ async fn publish_status(
             );
         }
     }
-    if key.spec.state != KeyState::Retired || used_by == 0 || key.spec.force {
-        status.conditions.retain(|c| c.reason != "RetireRefused");
+    let (held, reason, message) = match &view.held {
+        Held::Trusted => ("True", "Held", String::new()),
+        Held::Missing if verdict.state == KeyState::Retired => {
+            ("False", "Retired", "deleted on retirement".to_string())
+        }
+        Held::Missing => (
+            "False",
+            "PrivateKeyMissing",
+            "the private key Secret is missing; restore it from a backup".to_string(),
+        ),
+        Held::Untrusted(why) => ("False", "PrivateKeyUntrusted", format!("key Secret {why}")),
+    };
+    let mut conditions = Vec::new();
+    conditions.push(condition(
+        &old,
+        PRIVATE_KEY_CONDITION,
+        held,
+        reason,
+        &message,
+        generation,
+    ));
+    let mut warn = None;
+    match &verdict.retired {
+        Some(Retirement::Done) => conditions.push(condition(
+            &old,
+            RETIRED_CONDITION,
+            "True",
+            "Retired",
+            "private key deleted",
+            generation,
+        )),
+        Some(Retirement::Refused { reason, message }) => {
+            let c = condition(
+                &old,
+                RETIRED_CONDITION,
+                "False",
+                reason,
+                message,
+                generation,
+            );
+            let known = old
+                .conditions
+                .iter()
+                .any(|o| o.type_ == c.type_ && o.reason == c.reason && o.message == c.message);
+            if !known && *reason != crate::api::RETIRE_PENDING {
+                warn = Some((*reason, message.clone()));
+            }
+            conditions.push(c);
+        }
+        None => {}
     }
+    status.conditions = conditions;
     if status != old {
-        let patch = serde_json::json!({"status": status});
-        api.patch_status(
-            &key.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+        // Server-side apply: status is the controller's, and a field it no longer sets
+        // (a reason that stopped applying) is removed, not left behind.
+        let patch = serde_json::json!({
+            "apiVersion": "gitseal.dev/v1alpha1",
+            "kind": "SealingKey",
+            "status": status,
+        });
+        let params = PatchParams::apply(super::FIELD_MANAGER).force();
+        api.patch_status(&key.name_any(), &params, &Patch::Apply(&patch))
+            .await?;
+    }
+    if let Some((reason, message)) = warn {
+        publish_event(ctx, key, EventType::Warning, reason, &message).await;
     }
     Ok(())
 }
 
-async fn condition(
-    ctx: &Context,
-    key: &SealingKey,
+/// A condition, keeping its last transition time when its status did not change.
+fn condition(
+    old: &SealingKeyStatus,
+    type_: &str,
     status: &str,
-    reason: &'static str,
+    reason: &str,
     message: &str,
-) -> Result<(), kube::Error> {
-    let old = key.status.clone().unwrap_or_default();
-    if old
+    generation: Option<i64>,
+) -> Condition {
+    let since = old
         .conditions
         .iter()
-        .any(|c| c.reason == reason && c.message == message)
-    {
-        return Ok(());
-    }
-    let cond = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-        type_: "Ready".into(),
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(
+            || Time(jiff::Timestamp::now()),
+            |c| c.last_transition_time.clone(),
+        );
+    Condition {
+        type_: type_.into(),
         status: status.into(),
         reason: reason.into(),
         message: message.into(),
-        last_transition_time: Time(jiff::Timestamp::now()),
-        observed_generation: key.meta().generation,
-    };
-    let api: Api<SealingKey> = Api::all(ctx.client.clone());
-    let patch = serde_json::json!({"status": {"conditions": [cond]}});
-    api.patch_status(
-        &key.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    publish_event(ctx, key, EventType::Warning, reason, message).await;
-    Ok(())
+        last_transition_time: since,
+        observed_generation: generation,
+    }
 }
 
 async fn publish_event(
@@ -271,6 +384,6 @@ async fn publish_event(
         note: note.into(),
     };
     if let Err(e) = ctx.recorder.publish(&ev, &key.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not publish an Event");
+        tracing::warn!(error = %super::scrub(&e), "could not publish an Event");
     }
 }

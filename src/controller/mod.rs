@@ -9,6 +9,7 @@ mod keys;
 mod leader;
 mod memo;
 pub mod metrics;
+pub mod policy;
 mod reconcile;
 mod report;
 pub mod secret;
@@ -51,6 +52,8 @@ pub struct Config {
     pub identity: String,
     /// SealedSecrets reconciled at once.
     pub concurrency: u16,
+    /// What a SealedSecret may make the controller write.
+    pub policy: policy::Policy,
 }
 
 /// What reconcilers share.
@@ -74,16 +77,24 @@ pub struct Context {
     pub memo: memo::Memo,
     /// Status and Events waiting to be written.
     reports: report::Reports,
+    /// Whole objects read at once for objects the cache keeps cut (bounds memory).
+    whole_reads: tokio::sync::Semaphore,
 }
 
 impl Context {
-    /// The cluster's private keys, from the key Secret cache, parsed again only when a key
-    /// Secret changed (every reconcile needs them); and a fingerprint of their versions.
+    /// The cluster's trusted private keys, from the key Secret and SealingKey caches, parsed
+    /// again only when one of those changed (every reconcile needs them); and a fingerprint
+    /// of what they were judged from.
     pub fn private_keys(&self) -> (Arc<PrivateKeys>, u64) {
         let secrets = self.key_secrets.state();
+        let keys = self.sealing_keys.state();
         let mut versions: Vec<_> = secrets
             .iter()
             .map(|s| (s.metadata.uid.clone(), s.metadata.resource_version.clone()))
+            .chain(keys.iter().map(|k| {
+                let public = k.status.as_ref().and_then(|s| s.public_key.clone());
+                (k.metadata.uid.clone(), public)
+            }))
             .collect();
         versions.sort();
         let fingerprint = hash64(&versions);
@@ -91,39 +102,91 @@ impl Context {
         match &*cached {
             Some((fp, keys)) if *fp == fingerprint => (keys.clone(), fingerprint),
             _ => {
-                let keys = Arc::new(PrivateKeys::from_secrets(
+                let keys: Vec<&SealingKey> = keys.iter().map(|k| k.as_ref()).collect();
+                let parsed = Arc::new(PrivateKeys::trusted(
                     secrets.iter().map(|s| s.as_ref()),
+                    &keys,
                 ));
-                *cached = Some((fingerprint, keys.clone()));
-                (keys, fingerprint)
+                *cached = Some((fingerprint, parsed.clone()));
+                (parsed, fingerprint)
             }
         }
     }
 
-    /// The Active key (newest, should two be Active for a moment): key id and recipient.
+    /// The Active key, as the key manager decided it (`status.state`), and only if this
+    /// controller holds its trusted private key: key id and recipient. Re-wraps go to it.
     pub fn active_key(&self) -> Option<(String, crate::crypto::Recipient)> {
+        let (held, _) = self.private_keys();
         self.sealing_keys
             .state()
             .iter()
-            .filter(|k| k.spec.state == crate::api::KeyState::Active)
-            .max_by_key(|k| {
-                (
-                    crate::keyring::KeyView::of(k).created,
-                    k.metadata.name.clone(),
-                )
+            .filter(|k| {
+                k.status.as_ref().and_then(|s| s.state) == Some(crate::api::KeyState::Active)
+                    && k.metadata.deletion_timestamp.is_none()
             })
-            .and_then(|k| {
+            .filter_map(|k| {
                 let status = k.status.as_ref()?;
                 let recipient =
                     crate::crypto::Recipient::parse(status.public_key.as_deref()?).ok()?;
-                Some((recipient.key_id(), recipient))
+                let id = recipient.key_id();
+                held.get(&id).is_some().then_some((
+                    crate::keyring::lifecycle::created(k),
+                    k.metadata.name.clone(),
+                    id,
+                    recipient,
+                ))
             })
+            .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))
+            .map(|(_, _, id, recipient)| (id, recipient))
+    }
+
+    /// Which key ids the SealedSecrets in the watched namespaces verifiably use (see
+    /// [`memo`]); also forgets what is remembered of objects that no longer exist.
+    pub fn key_usage(&self) -> memo::Usage {
+        let objects: Vec<_> = self.sealed_stores.iter().flat_map(|s| s.state()).collect();
+        let live = || objects.iter().filter_map(|o| o.metadata.uid.as_deref());
+        self.memo.retain(live());
+        let live_refs: std::collections::HashSet<_> = objects
+            .iter()
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect();
+        self.failures
+            .lock()
+            .expect("failure map lock")
+            .retain(|k, _| live_refs.contains(k));
+        let (_, keys_version) = self.private_keys();
+        let active = self.active_key();
+        let active = active.as_ref().map(|(id, _)| id.as_str());
+        self.memo.usage(objects.iter().filter_map(|o| {
+            let uid = o.metadata.uid.as_deref()?;
+            Some((uid, reconcile::memo_inputs(o, keys_version, active)))
+        }))
     }
 
     /// The cached managed Secret `ns/name`, if any.
     pub fn managed_secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
         let key = ObjectRef::new(name).within(ns);
         self.secret_stores.iter().find_map(|s| s.get(&key))
+    }
+
+    /// `sealed` with all its values when the cache keeps them cut: the object read from the
+    /// API server, and one of few permits to hold while using it; `None` if the cached one is whole.
+    pub async fn whole(
+        &self,
+        sealed: &SealedSecret,
+    ) -> Result<Option<(SealedSecret, tokio::sync::SemaphorePermit<'_>)>, kube::Error> {
+        if !values_cut(sealed) {
+            return Ok(None);
+        }
+        let permit = self
+            .whole_reads
+            .acquire()
+            .await
+            .expect("semaphore never closed");
+        let ns = sealed.metadata.namespace.as_deref().unwrap_or_default();
+        let api: Api<SealedSecret> = Api::namespaced(self.client.clone(), ns);
+        let name = sealed.metadata.name.as_deref().unwrap_or_default();
+        Ok(Some((api.get(name).await?, permit)))
     }
 
     /// The cached SealedSecret, if any.
@@ -224,7 +287,11 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         let subscriber = writer.subscribe().expect("shared store");
         let stream = watcher(
             api_in::<Secret>(&client, &scope),
-            watcher::Config::default().labels(&selector),
+            // Streaming lists: the initial state arrives object by object, never as one page
+            // of up to 500 Secrets of up to 1 MiB each.
+            watcher::Config::default()
+                .labels(&selector)
+                .streaming_lists(),
         )
         .default_backoff()
         .modify(secret::for_cache)
@@ -244,7 +311,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         let sealed_sub = sealed_writer.subscribe().expect("shared store");
         let sealed_stream = watcher(
             api_in::<SealedSecret>(&client, &scope),
-            watcher::Config::default(),
+            watcher::Config::default().streaming_lists(),
         )
         .default_backoff()
         .modify(slim_sealed)
@@ -262,7 +329,12 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),
-        recorder: events::Recorder::new(client.clone(), FIELD_MANAGER, &config.identity),
+        recorder: events::Recorder::new(
+            client.clone(),
+            FIELD_MANAGER,
+            &config.identity,
+            &config.namespace,
+        ),
         metrics: metrics.clone(),
         secret_stores: secret_stores.clone(),
         key_secrets: key_secrets.clone(),
@@ -272,6 +344,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         private_keys: Mutex::default(),
         memo: memo::Memo::default(),
         reports: report::Reports::default(),
+        whole_reads: tokio::sync::Semaphore::new(2),
     });
 
     // Key changes (new key Secrets) re-reconcile everything; SealingKey changes wake the key manager.
@@ -362,13 +435,40 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by")
 }
 
+/// Sealed values larger than this in all are not kept in the cache (see [`slim_sealed`]).
+const CACHE_VALUES_UP_TO: usize = 32 * 1024;
+
 /// What the SealedSecret cache keeps: what reconciles and status writes read (name,
 /// namespace, uid, generation, spec, status); not managedFields, labels or annotations, which
-/// GitOps tools fill (`kubectl apply` keeps a copy of the whole object in one).
+/// GitOps tools fill (`kubectl apply` keeps a copy of the whole object in one). An object
+/// whose values exceed [`CACHE_VALUES_UP_TO`] keeps only each value's prefix (version, scope,
+/// envelope id: what key usage and in-sync checks read); its reconcile reads the whole object
+/// from the API server. A cut value cannot be opened, so a cached object is never mistaken
+/// for the whole one. This bounds the cache by object count, not by what tenants store.
 fn slim_sealed(s: &mut SealedSecret) {
     s.metadata.managed_fields = None;
     s.metadata.labels = None;
     s.metadata.annotations = None;
+    let size: usize = s.spec.encrypted_data.values().map(String::len).sum();
+    if size > CACHE_VALUES_UP_TO {
+        for (_, v) in s.spec.encrypted_data.iter_mut() {
+            v.truncate(value_prefix_len(v));
+            v.shrink_to_fit();
+        }
+    }
+}
+
+/// Whether the cached `s` had its values cut by [`slim_sealed`].
+fn values_cut(s: &SealedSecret) -> bool {
+    s.spec
+        .encrypted_data
+        .values()
+        .any(|v| v.len() == value_prefix_len(v))
+}
+
+/// Length of `gs1:<scope>:<envelope id>:` in a sealed value (all of it if it has no such prefix).
+fn value_prefix_len(v: &str) -> usize {
+    v.match_indices(':').nth(2).map_or(v.len(), |(i, _)| i + 1)
 }
 
 /// The SealedSecret that controls a managed Secret.
@@ -440,6 +540,24 @@ async fn key_manager(
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
         usage.mark_unchanged();
+    }
+}
+
+/// What an API error may say in status and Events: the status code and reason the server
+/// gave, or that it could not be reached; never the server's message text, which can quote
+/// request bodies or carry whatever a webhook put there.
+pub fn scrub(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => {
+            let reason: String = s
+                .reason
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(64)
+                .collect();
+            format!("the API server answered {} {reason}", s.code)
+        }
+        _ => "the API server could not be reached".to_string(),
     }
 }
 

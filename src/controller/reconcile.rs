@@ -10,6 +10,7 @@ use super::{Context, FIELD_MANAGER};
 use crate::api::SealedSecret;
 use crate::crypto::Recipient;
 use crate::format::{Envelopes, Opener, rewrap};
+use crate::keyring::PrivateKeys;
 use crate::manifest::{ErrorKind, Location, check_sealed, open_values, wanted_key_ids};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -66,7 +67,20 @@ pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<A
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
-    let key_ids: Vec<String> = wanted_key_ids(&sealed).into_iter().collect();
+    // Key ids in status: those whose wrapping unwrapped, not merely those named.
+    let (_, keys_version) = ctx.private_keys();
+    let active = ctx.active_key();
+    let inputs = memo_inputs(
+        &sealed,
+        keys_version,
+        active.as_ref().map(|(id, _)| id.as_str()),
+    );
+    let uid = sealed.meta().uid.clone().unwrap_or_default();
+    let used = ctx.memo.used(&uid, inputs).unwrap_or_default();
+    let key_ids: Vec<String> = wanted_key_ids(&sealed)
+        .into_iter()
+        .filter(|id| used.contains(&memo::key_id_hash(id)))
+        .collect();
     let name = sealed.name_any();
     let at = jiff::Timestamp::now();
     let (ready, event) = match &result {
@@ -96,7 +110,7 @@ pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<A
             ctx.metrics.reconciled(e.reason());
             let message = match e {
                 Error::Unseal { message, .. } => message.clone(),
-                Error::Kube(k) => k.to_string(),
+                Error::Kube(k) => format!("{} (retrying)", super::scrub(k)),
             };
             let event = Event {
                 type_: EventType::Warning,
@@ -144,7 +158,8 @@ pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>)
 
 /// Open the values and make the Secret say them; also re-wrap envelopes the Active key
 /// cannot open yet (for `gitseal reseal`). A check whose inputs are unchanged since the last
-/// unseal compares digests and decrypts nothing.
+/// unseal compares digests and decrypts nothing. Whatever the outcome, which key ids unwrap
+/// this object's envelopes is remembered (key usage).
 async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes), Error> {
     let (keys, keys_version) = ctx.private_keys();
     let active = ctx.active_key();
@@ -167,7 +182,23 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes
             return Ok((Wrote::Nothing, rewrapped));
         }
     }
+    let whole = ctx.whole(sealed).await?;
+    let sealed = whole.as_ref().map_or(sealed, |(s, _)| s);
+    let mut used = Vec::new();
+    let result = open_and_write(sealed, ctx, cached, &keys, active, &mut used).await;
+    let digest = result.as_ref().ok().map(|(_, _, d)| *d);
+    ctx.memo.put(&uid, inputs, digest, &used);
+    result.map(|(wrote, rewrapped, _)| (wrote, rewrapped))
+}
 
+async fn open_and_write(
+    sealed: &SealedSecret,
+    ctx: &Context,
+    cached: Option<Arc<Secret>>,
+    keys: &PrivateKeys,
+    active: Option<(String, Recipient)>,
+    used: &mut Vec<u64>,
+) -> Result<(Wrote, Envelopes, Digest), Error> {
     let at = location(sealed);
     // A binding that disagrees with the metadata is reported by opening (BindingMismatch).
     let problems = check_sealed(sealed, &at, None)
@@ -191,15 +222,67 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes
             ),
         ));
     }
-    let mut opener = Opener::new(picked);
+    let mut opener = Opener::new(picked.iter().copied());
+    *used = verified_key_ids(sealed, &picked, &mut opener);
+    // Policy before any value is decrypted: a refused object gets nothing written.
+    if let Err(denied) = ctx.config.policy.check(sealed) {
+        return Err(unseal_error("PolicyDenied", denied.to_string()));
+    }
     let (wrote, digest) = write_secret(sealed, ctx, cached, &mut opener).await?;
-    ctx.memo.put(&uid, inputs, digest);
     let rewrapped = rewraps(sealed, active, &mut opener);
-    Ok((wrote, rewrapped))
+    Ok((wrote, rewrapped, digest))
+}
+
+/// The key ids (hashed, see [`memo::key_id_hash`]) among `picked` whose wrapping of an
+/// envelope that a value references unwraps to that envelope's committed data key. Warms
+/// `opener` with each envelope's data key; a key id merely named, or wrapping garbage,
+/// counts for nothing (so a fake stanza cannot keep a key from being retired).
+fn verified_key_ids(
+    sealed: &SealedSecret,
+    picked: &[&crate::crypto::Identity],
+    opener: &mut Opener<'_>,
+) -> Vec<u64> {
+    let referenced: std::collections::BTreeSet<&str> = sealed
+        .spec
+        .encrypted_data
+        .values()
+        .filter_map(|v| crate::format::SealedValue::envelope_id_of(v))
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for id in referenced {
+        let Some(wrapped) = sealed.spec.envelopes.get(id) else {
+            continue;
+        };
+        let held: Vec<&crate::crypto::Identity> = picked
+            .iter()
+            .copied()
+            .filter(|i| wrapped.contains_key(&i.key_id()))
+            .collect();
+        // The opener unwraps with the first held identity the envelope names.
+        let Some((first, rest)) = held.split_first() else {
+            continue;
+        };
+        if opener.data_key(&sealed.spec.envelopes, id).is_ok() {
+            used.insert(memo::key_id_hash(&first.key_id()));
+        }
+        for other in rest {
+            if Opener::new([*other])
+                .data_key(&sealed.spec.envelopes, id)
+                .is_ok()
+            {
+                used.insert(memo::key_id_hash(&other.key_id()));
+            }
+        }
+    }
+    used.into_iter().collect()
 }
 
 /// What `sealed`'s unsealed data depends on besides itself: the private keys and the Active one.
-fn memo_inputs(sealed: &SealedSecret, keys_version: u64, active: Option<&str>) -> memo::Inputs {
+pub(super) fn memo_inputs(
+    sealed: &SealedSecret,
+    keys_version: u64,
+    active: Option<&str>,
+) -> memo::Inputs {
     memo::Inputs {
         generation: sealed.meta().generation,
         keys: super::hash64(&(keys_version, active)),
@@ -382,11 +465,23 @@ async fn write_secret(
         }
     }
     let _writing = ctx.reports.busy();
-    if let Some((actual, _)) = &existing
-        && actual.immutable == Some(true)
-    {
-        api.delete(&name, &Default::default()).await?;
-        ctx.metrics.wrote("delete");
+    // Preconditions: only the Secret that was judged (owned or adoptable, at this version)
+    // is deleted or overwritten; one replaced in between is never taken over.
+    let mut want = want;
+    if let Some((actual, _)) = &existing {
+        if actual.immutable == Some(true) {
+            let params = kube::api::DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: actual.metadata.uid.clone(),
+                    resource_version: actual.metadata.resource_version.clone(),
+                }),
+                ..Default::default()
+            };
+            api.delete(&name, &params).await?;
+            ctx.metrics.wrote("delete");
+        } else {
+            want.metadata.resource_version = actual.metadata.resource_version.clone();
+        }
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(&want)).await?;

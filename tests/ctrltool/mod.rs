@@ -174,8 +174,9 @@ impl Env {
             let entries: Vec<KeyringEntry> = keys
                 .iter()
                 .filter_map(|k| {
-                    let r = Recipient::parse(k.status.as_ref()?.public_key.as_deref()?).ok()?;
-                    Some(KeyringEntry::new(&r, k.spec.state, None))
+                    let status = k.status.as_ref()?;
+                    let r = Recipient::parse(status.public_key.as_deref()?).ok()?;
+                    Some(KeyringEntry::new(&r, status.state?, None))
                 })
                 .collect();
             if entries.iter().any(|e| e.state == KeyState::Active) {
@@ -264,18 +265,34 @@ impl Env {
             .collect()
     }
 
-    /// Remove every SealingKey and key Secret (a cluster without keys).
+    /// Remove every SealingKey and key Secret (a cluster without keys), releasing the key
+    /// manager's finalizers as an admin would.
     pub async fn delete_all_keys(&self) {
         let keys: Api<SealingKey> = Api::all(self.client.clone());
+        let release = serde_json::json!({"metadata": {"finalizers": null}});
         for k in keys.list(&ListParams::default()).await.unwrap().items {
+            let _ = keys
+                .patch(
+                    &k.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&release),
+                )
+                .await;
             let _ = keys.delete(&k.name_any(), &DeleteParams::default()).await;
         }
         let secrets = self.secrets(SYSTEM_NS);
+        let labelled = ListParams::default().labels(gitseal::keyring::KEY_LABEL);
+        for s in secrets.list(&labelled).await.unwrap().items {
+            let _ = secrets
+                .patch(
+                    &s.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&release),
+                )
+                .await;
+        }
         let _ = secrets
-            .delete_collection(
-                &DeleteParams::default(),
-                &ListParams::default().labels(gitseal::keyring::KEY_LABEL),
-            )
+            .delete_collection(&DeleteParams::default(), &labelled)
             .await;
         wait_for(Duration::from_secs(20), || async {
             keys.list(&ListParams::default())
@@ -548,6 +565,16 @@ pub async fn client_as(env: &Env, ns: &str, name: &str) -> Client {
 impl Env {
     /// Start a controller replica that uses `client` (e.g. one bound only to deploy/ RBAC).
     pub async fn controller_with(&self, name: &str, client: Client) -> Ctl {
+        self.controller_custom(name, client, |_| {}).await
+    }
+
+    /// Start a controller replica whose configuration `tweak` changes (policy, renewal).
+    pub async fn controller_custom(
+        &self,
+        name: &str,
+        client: Client,
+        tweak: impl FnOnce(&mut gitseal::controller::Config),
+    ) -> Ctl {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -562,7 +589,11 @@ impl Env {
             lease_duration: LEASE,
             identity: format!("replica-{name}-{:x}", rand_u32()),
             concurrency: 16,
+            policy: gitseal::controller::policy::Policy::new(SYSTEM_NS, &Default::default())
+                .unwrap(),
         };
+        let mut config = config;
+        tweak(&mut config);
         let task = tokio::spawn(async move {
             if let Err(e) = gitseal::controller::run(client, config).await {
                 eprintln!("controller stopped: {e}");
