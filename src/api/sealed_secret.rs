@@ -7,14 +7,15 @@ use crate::format::{Envelopes, Map, Scope, map_serde};
 // ~1.4 MiB; an envelope wraps one data key to a few recipients (one small age stanza each).
 /// Values per SealedSecret.
 pub const MAX_VALUES: u64 = 4096;
-/// Characters of one sealed value (1 MiB of plain text, base64, plus the prefix).
-pub const MAX_VALUE_CHARS: u64 = 1_500_000;
+/// Characters of one sealed value (1 MiB of plain text, base64, plus the prefix); the same
+/// limits as the parser's (src/format/limits.rs), so what `gitseal verify` accepts is admitted.
+pub const MAX_VALUE_CHARS: u64 = 1_398_187;
 /// Envelopes per SealedSecret (one per seal operation that is still referenced).
-pub const MAX_ENVELOPES: u64 = 64;
+pub const MAX_ENVELOPES: u64 = 256;
 /// Wrappings (key ids) per envelope.
-pub const MAX_WRAPPINGS: u64 = 16;
-/// Characters of one wrapped key (base64 of an age file with one stanza).
-pub const MAX_WRAPPED_CHARS: u64 = 2048;
+pub const MAX_WRAPPINGS: u64 = 32;
+/// Characters of one wrapped key (base64 of an age file of at most 1 KiB: one stanza).
+pub const MAX_WRAPPED_CHARS: u64 = 1368;
 /// Labels and annotations of the template, each.
 pub const MAX_TEMPLATE_ENTRIES: u64 = 64;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

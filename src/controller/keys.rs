@@ -95,7 +95,7 @@ async fn manage_key(
     let name = key.name_any();
     let has_finalizer = key.finalizers().iter().any(|f| f == KEY_FINALIZER);
     if !view.deleting && !view.retired && !has_finalizer {
-        set_finalizer(&keys_api, &name, true).await?;
+        add_finalizer(&keys_api, &name).await?;
     }
     // A key without a private half yet: make one (never under an id sealed files already
     // name: a published key whose Secret is gone stays missing until restored).
@@ -141,27 +141,48 @@ async fn manage_key(
         )
         .await;
     }
-    publish_status(ctx, &keys_api, key, view, verdict, identity).await?;
     if verdict.release && has_finalizer {
-        set_finalizer(&keys_api, &name, false).await?;
+        // Its private key is gone (above): let the deletion finish; no status to write.
+        remove_finalizer(&keys_api, key).await?;
         tracing::info!(key = %name, "deleted SealingKey released");
+        return Ok(());
     }
-    Ok(())
+    publish_status(ctx, &keys_api, key, view, verdict, identity).await
 }
 
-/// Add or remove the key manager's finalizer with server-side apply: it owns only its own
-/// entry of the list, so other finalizers and every other field stay as they are.
-async fn set_finalizer(api: &Api<SealingKey>, name: &str, on: bool) -> Result<(), kube::Error> {
-    let finalizers: Vec<&str> = if on { vec![KEY_FINALIZER] } else { vec![] };
+/// Add the key manager's finalizer with server-side apply: it owns only its own entry of
+/// the list, so other finalizers and every other field stay as they are.
+async fn add_finalizer(api: &Api<SealingKey>, name: &str) -> Result<(), kube::Error> {
     let patch = serde_json::json!({
         "apiVersion": "gitseal.dev/v1alpha1",
         "kind": "SealingKey",
-        "metadata": {"name": name, "finalizers": finalizers},
+        "metadata": {"name": name, "finalizers": [KEY_FINALIZER]},
     });
     api.patch(
         name,
         &PatchParams::apply(KEY_FIELD_MANAGER),
         &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Remove the key manager's finalizer from `key` (whoever added the entry: the creator owns
+/// it when the key was created with it), keeping the others; only if `key` is still the
+/// version that was judged (resourceVersion precondition).
+async fn remove_finalizer(api: &Api<SealingKey>, key: &SealingKey) -> Result<(), kube::Error> {
+    let others: Vec<&String> = key
+        .finalizers()
+        .iter()
+        .filter(|f| *f != KEY_FINALIZER)
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": key.metadata.resource_version, "finalizers": others},
+    });
+    api.patch(
+        &key.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
     )
     .await?;
     Ok(())

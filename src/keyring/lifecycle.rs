@@ -21,6 +21,8 @@ pub struct KeyView {
     pub held: Held,
     /// The controller already retired it (deleted its private key): final.
     pub retired: bool,
+    /// Its status names a public key (sealed files may name its key id).
+    pub published: bool,
     /// SealedSecrets whose envelopes unwrap with this key; `None` while not every object has
     /// been checked yet (then nothing is retired or released).
     pub used_by: Option<i64>,
@@ -47,6 +49,7 @@ impl KeyView {
             deleting: key.meta().deletion_timestamp.is_some(),
             held,
             retired: status.and_then(|s| s.state) == Some(KeyState::Retired),
+            published: status.is_some_and(|s| s.public_key.is_some()),
             used_by,
         }
     }
@@ -56,6 +59,15 @@ impl KeyView {
             && !self.deleting
             && !self.retired
             && self.held == Held::Trusted
+    }
+
+    /// A new key whose private half the controller is about to make: it will be Active.
+    fn is_pending(&self) -> bool {
+        self.wanted == KeyState::Active
+            && !self.deleting
+            && !self.retired
+            && self.held == Held::Missing
+            && !self.published
     }
 }
 
@@ -174,8 +186,12 @@ pub fn created(key: &SealingKey) -> i64 {
 }
 
 /// Whether a new key must be created: none may be Active, or the Active one is older than
-/// `renew_after` seconds (0 disables renewal).
+/// `renew_after` seconds (0 disables renewal) — and no new key is already on its way (one
+/// created a moment ago, whose private half is being made).
 pub fn needs_new_key(keys: &[KeyView], now: i64, renew_after: i64) -> bool {
+    if keys.iter().any(KeyView::is_pending) {
+        return false;
+    }
     match active(keys) {
         None => true,
         Some(k) => renew_after > 0 && now.saturating_sub(k.created) >= renew_after,
@@ -210,6 +226,7 @@ mod tests {
             deleting: false,
             held: Held::Trusted,
             retired: false,
+            published: true,
             used_by: Some(0),
         }
     }
@@ -322,6 +339,13 @@ mod tests {
             "gitseal-8"
         );
         assert_eq!(next_key_name([]), "gitseal-1");
+        // A key created a moment ago, its private half not made yet: no second one.
+        let mut fresh = k("gitseal-1", Active, 100);
+        fresh.held = Held::Missing;
+        fresh.published = false;
+        assert!(!needs_new_key(std::slice::from_ref(&fresh), 100, 0));
+        fresh.published = true; // published once, its Secret gone: a new key is needed
+        assert!(needs_new_key(&[fresh], 100, 0));
         assert_eq!(
             next_key_name([format!("gitseal-{}", u64::MAX).as_str()]),
             format!("gitseal-{}", u64::MAX)
