@@ -1,8 +1,97 @@
 //! Splitting a file into documents: YAML streams (`---`) or JSON (one object, or a
-//! `kind: List`), each as a generic JSON value for field-by-field validation.
+//! `kind: List`), each as a generic JSON value for field-by-field validation, within the
+//! input limits (docs/format.md § Limits): file size, documents, nesting depth, aliases and
+//! nodes after alias expansion, so a YAML bomb or a 10,000-deep nesting is refused quickly
+//! and in bounded memory.
 
 use super::{Location, ManifestError, Result};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// Largest manifest file read (one Kubernetes object is at most ~1.5 MiB; room for
+/// multi-document files and CRD bundles).
+pub const MAX_INPUT_LEN: usize = 64 * 1024 * 1024;
+/// Most documents in one file (YAML stream or JSON `List`), empty ones included.
+pub const MAX_DOCUMENTS: usize = 10_000;
+/// Most nodes (scalars, sequences, mappings, mapping keys) in one file after alias expansion:
+/// about 100 MB of parsed documents at worst.
+pub const MAX_NODES: usize = 1_000_000;
+/// Deepest nesting of sequences and mappings.
+pub const MAX_DEPTH: usize = 64;
+/// Most events one document may replay through aliases (`*anchor`): YAML bombs stop here.
+const MAX_ALIAS_REPLAY: usize = 100_000;
+/// Most alias uses in one document.
+const MAX_ALIASES: usize = 10_000;
+
+/// The YAML reader options: the crate's dialect (duplicate keys rejected) with a budget of
+/// at most `max_nodes` nodes.
+fn options(max_nodes: usize) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH;
+    budget.max_nodes = max_nodes;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_anchors = MAX_ALIASES;
+    budget.max_events = 4 * MAX_NODES;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAY.min(max_nodes);
+    options
+}
+
+/// Parse one YAML (or JSON) document within the input limits.
+pub(crate) fn parse_one<T: DeserializeOwned>(
+    text: &str,
+    max_nodes: usize,
+) -> std::result::Result<T, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options(text, options(max_nodes))
+}
+
+/// Whether a parser error is a breach of the input limits (rather than bad syntax).
+pub(crate) fn is_limit(e: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::Error as E;
+    let mut e = e;
+    while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = e {
+        e = error;
+    }
+    matches!(
+        e,
+        E::Budget { .. }
+            | E::AliasReplayLimitExceeded { .. }
+            | E::AliasExpansionLimitExceeded { .. }
+            | E::AliasReplayStackDepthExceeded { .. }
+            | E::AliasReplayCounterOverflow { .. }
+    )
+}
+
+/// The located error of a failed parse: over the limits, or invalid `what` (YAML, JSON, …).
+pub(crate) fn parse_error(at: Location, what: &str, e: &serde_saphyr::Error) -> ManifestError {
+    let detail = one_line(&e.to_string());
+    if is_limit(e) {
+        ManifestError::over_limit(
+            at,
+            format!("over gitseal's input limits (docs/format.md § Limits): {detail}"),
+        )
+    } else {
+        ManifestError::input(at, format!("invalid {what}: {detail}"))
+    }
+}
+
+/// Nodes of a parsed value, mapping keys included (what [`MAX_NODES`] counts).
+fn nodes(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(nodes).sum::<usize>(),
+        Value::Object(m) => 1 + m.values().map(|v| 1 + nodes(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+fn too_many_documents(file: &str) -> ManifestError {
+    ManifestError::over_limit(
+        Location::new(file, 0),
+        format!("more than {MAX_DOCUMENTS} documents (docs/format.md § Limits)"),
+    )
+}
 
 /// Serialization format of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,16 +118,38 @@ pub struct Document {
 }
 
 /// Every non-empty document of `text` (read from `file`). Duplicate mapping keys, YAML
-/// syntax errors and truncated JSON are errors naming the file and position.
+/// syntax errors and truncated JSON are errors naming the file and position; so is input
+/// over the limits (with [`ManifestError::over_limit`] set).
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
+    if text.len() > MAX_INPUT_LEN {
+        return Err(ManifestError::over_limit(
+            Location::new(file, 0),
+            format!(
+                "{} bytes, over the {} MiB limit of a manifest file",
+                text.len(),
+                MAX_INPUT_LEN >> 20
+            ),
+        ));
+    }
+    let mut left = MAX_NODES;
+    let mut take = |at: &Location, value: &Value| -> Result<()> {
+        let n = nodes(value);
+        left = left.checked_sub(n).ok_or_else(|| {
+            ManifestError::over_limit(
+                at.clone(),
+                format!(
+                    "the file holds more than {MAX_NODES} nodes after alias expansion (docs/format.md § Limits)"
+                ),
+            )
+        })?;
+        Ok(())
+    };
     match Format::sniff(text) {
         Format::Json => {
-            let value: Value = crate::yaml::from_str(text).map_err(|e| {
-                ManifestError::input(
-                    Location::new(file, 0),
-                    format!("invalid JSON: {}", one_line(&e.to_string())),
-                )
-            })?;
+            let at = Location::new(file, 0);
+            let value: Value =
+                parse_one(text, MAX_NODES).map_err(|e| parse_error(at.clone(), "JSON", &e))?;
+            take(&at, &value)?;
             let values = if value.get("kind").and_then(Value::as_str) == Some("List") {
                 value
                     .get("items")
@@ -48,6 +159,9 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
             } else {
                 vec![value]
             };
+            if values.len() > MAX_DOCUMENTS {
+                return Err(too_many_documents(file));
+            }
             Ok(values
                 .into_iter()
                 .enumerate()
@@ -58,8 +172,9 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
                 .collect())
         }
         Format::Yaml => {
+            let parts = split_yaml(text, MAX_DOCUMENTS).ok_or_else(|| too_many_documents(file))?;
             let mut docs = Vec::new();
-            for (i, part) in split_yaml(text).into_iter().enumerate() {
+            for (i, part) in parts.into_iter().enumerate() {
                 let at = Location::new(file, i + 1);
                 if part
                     .lines()
@@ -67,12 +182,9 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
                 {
                     continue;
                 }
-                let value: Value = crate::yaml::from_str(part).map_err(|e| {
-                    ManifestError::input(
-                        at.clone(),
-                        format!("invalid YAML: {}", one_line(&e.to_string())),
-                    )
-                })?;
+                let value: Value =
+                    parse_one(part, left.max(1)).map_err(|e| parse_error(at.clone(), "YAML", &e))?;
+                take(&at, &value)?;
                 if !value.is_null() {
                     docs.push(Document { at, value });
                 }
@@ -106,7 +218,8 @@ pub fn emit_documents<T: serde::Serialize>(objects: &[T], format: Format) -> Str
 /// Split a YAML stream at document markers. A `---` or `...` line at column 0 always ends a
 /// document in YAML 1.2 (block and flow scalars cannot contain one), so this is exact and
 /// keeps document numbers for error messages even where documents are empty.
-fn split_yaml(text: &str) -> Vec<&str> {
+/// `None` when there are more than `max` documents.
+fn split_yaml(text: &str, max: usize) -> Option<Vec<&str>> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut offset = 0;
@@ -121,6 +234,9 @@ fn split_yaml(text: &str) -> Vec<&str> {
         if marker("---") || marker("...") {
             if offset > 0 || marker("...") {
                 parts.push(&text[start..offset]);
+                if parts.len() >= max {
+                    return None;
+                }
             }
             // Content after `--- ` on the marker line belongs to the new document.
             start = if marker("---") {
@@ -132,7 +248,7 @@ fn split_yaml(text: &str) -> Vec<&str> {
         offset += line.len();
     }
     parts.push(&text[start..]);
-    parts
+    Some(parts)
 }
 
 /// Parser messages can span lines and carry hints for library users; keep the gist.
