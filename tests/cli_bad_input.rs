@@ -658,3 +658,60 @@ fn bad_input_table() {
         failures.join("\n")
     );
 }
+
+/// YAML bombs, deep nesting and a 10,000-stanza wrapped key, given to `seal`, `verify` and
+/// `unseal`: an input error (exit 3) in bounded memory. Peak memory is measured by GNU time
+/// (`/usr/bin/time`, Debian package `time`) around the child, with a generous bound; the
+/// elapsed times are printed (goal: well under 1 s), not asserted.
+#[test]
+fn bombs_are_refused_in_bounded_memory() {
+    let time = std::path::Path::new("/usr/bin/time");
+    assert!(
+        time.exists(),
+        "this test measures peak memory with GNU time: install it (apt-get install time)"
+    );
+    let s = Scratch::new();
+    let sealed = s.seal(SECRET);
+    s.write("bomb.yaml", &alias_bomb());
+    s.write("flow.yaml", &deep_flow());
+    s.write("block.yaml", &deep_block());
+    s.write("deep.json", &deep_json());
+    s.write("stanzas.yaml", &with_wrapped(&sealed, &many_stanzas(10_000)));
+    let r = s.public.clone();
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["seal", "-r", &r, "bomb.yaml"],
+        vec!["verify", "-r", &r, "bomb.yaml"],
+        vec!["seal", "-r", &r, "flow.yaml"],
+        vec!["verify", "-r", &r, "flow.yaml"],
+        vec!["verify", "-r", &r, "block.yaml"],
+        vec!["seal", "-r", &r, "deep.json"],
+        vec!["verify", "-r", &r, "stanzas.yaml"],
+        vec!["unseal", "-i", "key.txt", "stanzas.yaml"],
+    ];
+    let mut report = Vec::new();
+    for args in &runs {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(time)
+            .args(["-f", "%M", "-o", "rss.txt", clitool::bin()])
+            .args(args)
+            .current_dir(s.dir.path())
+            .env_remove("GITSEAL_IDENTITY")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let elapsed = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains("over"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} printed output");
+        let kib: u64 = s
+            .read("rss.txt")
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{args:?}: no peak RSS from GNU time"));
+        assert!(kib < 200 * 1024, "{args:?}: peak RSS {kib} KiB");
+        report.push(format!("{args:?}: {elapsed:.2?}, peak RSS {} KiB", kib));
+    }
+    eprintln!("{}", report.join("\n"));
+}

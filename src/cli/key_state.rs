@@ -225,8 +225,8 @@ mod tests {
             key("gitseal-3", KeyState::Active, Some(status(Some(KeyState::Active), None))),
             key("gitseal-4", KeyState::Active, None),
         ];
-        let rows = rows(&keys);
-        let shown: Vec<(&str, &str, &str)> = rows
+        let listed = rows(&keys);
+        let shown: Vec<(&str, &str, &str)> = listed
             .iter()
             .map(|r| (r.state.as_str(), r.wanted.as_str(), r.why.as_str()))
             .collect();

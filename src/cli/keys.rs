@@ -33,7 +33,8 @@ pub fn fetch(args: KeysFetchArgs) -> CmdResult {
         let client = client(&args.kube).await?;
         let keys = sealing_keys(client).await?;
         // Effective states: only the key the controller made Active is published as Active.
-        let (entries, pending) = super::key_state::keyring_entries(&keys);
+        let (entries, pending): (Vec<KeyringEntry>, Vec<String>) =
+            super::key_state::keyring_entries(&keys);
         for name in &pending {
             eprintln!("note: {name} is left out: the controller has not given it a state yet");
         }

@@ -90,7 +90,6 @@ impl Config {
     /// owned by another user than the one running gitseal are skipped and reported.
     pub fn find(start: &Path) -> Result<Lookup> {
         use std::io::Read;
-        use std::os::unix::fs::MetadataExt;
         let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
         let me = rustix::process::geteuid().as_raw();
         let mut lookup = Lookup::default();

@@ -28,7 +28,10 @@ const MAX_ALIASES: usize = 10_000;
 fn options(max_nodes: usize) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = MAX_DEPTH;
-    budget.flow_nesting_limit = MAX_DEPTH;
+    // Far above max_depth: the scanner reads up to 1,024 characters ahead (simple keys) before
+    // the parser emits events, and a lower limit would stop `[[[…` as a syntax error before
+    // the depth budget (a limit breach) sees it. The scanner's nesting is only a counter.
+    budget.flow_nesting_limit = 4096;
     budget.max_nodes = max_nodes;
     budget.max_aliases = MAX_ALIASES;
     budget.max_anchors = MAX_ALIASES;
@@ -86,6 +89,19 @@ fn nodes(v: &Value) -> usize {
     }
 }
 
+/// Count `value`'s nodes against the `left` of its file's [`MAX_NODES`].
+fn take(left: &mut usize, at: &Location, value: &Value) -> Result<()> {
+    *left = left.checked_sub(nodes(value)).ok_or_else(|| {
+        ManifestError::over_limit(
+            at.clone(),
+            format!(
+                "the file holds more than {MAX_NODES} nodes after alias expansion (docs/format.md § Limits)"
+            ),
+        )
+    })?;
+    Ok(())
+}
+
 fn too_many_documents(file: &str) -> ManifestError {
     ManifestError::over_limit(
         Location::new(file, 0),
@@ -132,24 +148,12 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
         ));
     }
     let mut left = MAX_NODES;
-    let mut take = |at: &Location, value: &Value| -> Result<()> {
-        let n = nodes(value);
-        left = left.checked_sub(n).ok_or_else(|| {
-            ManifestError::over_limit(
-                at.clone(),
-                format!(
-                    "the file holds more than {MAX_NODES} nodes after alias expansion (docs/format.md § Limits)"
-                ),
-            )
-        })?;
-        Ok(())
-    };
     match Format::sniff(text) {
         Format::Json => {
             let at = Location::new(file, 0);
             let value: Value =
                 parse_one(text, MAX_NODES).map_err(|e| parse_error(at.clone(), "JSON", &e))?;
-            take(&at, &value)?;
+            take(&mut left, &at, &value)?;
             let values = if value.get("kind").and_then(Value::as_str) == Some("List") {
                 value
                     .get("items")
@@ -184,7 +188,7 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
                 }
                 let value: Value =
                     parse_one(part, left.max(1)).map_err(|e| parse_error(at.clone(), "YAML", &e))?;
-                take(&at, &value)?;
+                take(&mut left, &at, &value)?;
                 if !value.is_null() {
                     docs.push(Document { at, value });
                 }
@@ -345,6 +349,40 @@ mod tests {
             err.to_string().starts_with("f.yaml:2: invalid YAML"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn bombs_deep_nesting_and_too_many_documents_are_over_the_limits() {
+        let mut bomb = String::from("a: &a lol\n");
+        let mut prev = "a".to_string();
+        for level in 0..9 {
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            bomb.push_str(&format!("l{level}: &l{level} [{refs}]\n"));
+            prev = format!("l{level}");
+        }
+        let deep_flow = format!("a: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+        let deep_block = format!("{}x\n", "- ".repeat(10_000));
+        let deep_json = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let many_docs = "a: 1\n---\n".repeat(MAX_DOCUMENTS + 1);
+        let wide = format!("[{}]", vec!["1"; MAX_NODES + 1].join(","));
+        for (what, text) in [
+            ("alias bomb", bomb.as_str()),
+            ("deep flow", &deep_flow),
+            ("deep block", &deep_block),
+            ("deep JSON", &deep_json),
+            ("documents", &many_docs),
+            ("nodes", &wide),
+        ] {
+            let err = parse_documents("f.yaml", text).unwrap_err();
+            assert!(err.over_limit, "{what}: {err}");
+            assert!(err.to_string().starts_with("f.yaml"), "{what}: {err}");
+        }
+        // Depth and aliases within reason still read.
+        let ok = format!("a: {}1{}\nb: &x [1, 2]\nc: *x\n", "[".repeat(60), "]".repeat(60));
+        let docs = parse_documents("f.yaml", &ok).unwrap();
+        assert_eq!(docs[0].value["c"], serde_json::json!([1, 2]));
+        // Syntax errors stay syntax errors.
+        assert!(!parse_documents("f.yaml", "a: [\n").unwrap_err().over_limit);
     }
 
     #[test]
