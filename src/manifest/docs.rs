@@ -19,7 +19,7 @@ pub const MAX_NODES: usize = 1_000_000;
 /// Deepest nesting of sequences and mappings.
 pub const MAX_DEPTH: usize = 64;
 /// Most events one document may replay through aliases (`*anchor`): YAML bombs stop here.
-const MAX_ALIAS_REPLAY: usize = 100_000;
+const MAX_ALIAS_REPLAY: usize = 10_000;
 /// Most alias uses in one document.
 const MAX_ALIASES: usize = 10_000;
 
@@ -36,6 +36,9 @@ fn options(max_nodes: usize) -> serde_saphyr::Options {
     budget.max_aliases = MAX_ALIASES;
     budget.max_anchors = MAX_ALIASES;
     budget.max_events = 4 * MAX_NODES;
+    // Anchored collections keep copies of their events for replay: bounded like replay.
+    budget.max_recorded_anchor_events = 10 * MAX_ALIAS_REPLAY;
+    budget.max_recorded_anchor_bytes = 16 << 20;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAY.min(max_nodes);
