@@ -574,7 +574,8 @@ fn gitseal_yaml_is_trusted_only_below_the_git_root_and_when_only_we_can_write_it
 fn out_of_range_durations_are_usage_errors() {
     let s = Scratch::new();
     for bad in ["99999999999999d", "18446744073709551616", "3651d", "-1s", "soon"] {
-        let out = s.run(&["controller", "--key-renew-interval", bad], None);
+        let flag = format!("--key-renew-interval={bad}");
+        let out = s.run(&["controller", &flag], None);
         assert_eq!(out.code, 2, "{bad}: {}", out.stderr);
         assert!(!out.stderr.contains("panicked"), "{bad}: {}", out.stderr);
         assert!(out.stderr.contains("--key-renew-interval"), "{bad}: {}", out.stderr);
