@@ -480,7 +480,13 @@ fn only_wrapped_key(sealed: &str) -> String {
     let doc: Value = gitseal::yaml::from_str(sealed).unwrap();
     let envelopes = doc["spec"]["envelopes"].as_object().unwrap();
     let wrapped = envelopes.values().next().unwrap().as_object().unwrap();
-    wrapped.values().next().unwrap().as_str().unwrap().to_string()
+    wrapped
+        .values()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -505,7 +511,17 @@ fn verify_decrypts_each_file_with_its_own_wrapping() {
         lines[0]
     );
     // Each alone: the good one is clean, the bad one is not.
-    let alone = s.run(&["verify", "-r", &s.public, "-i", "key.txt", "tree/a-good.yaml"], None);
+    let alone = s.run(
+        &[
+            "verify",
+            "-r",
+            &s.public,
+            "-i",
+            "key.txt",
+            "tree/a-good.yaml",
+        ],
+        None,
+    );
     assert_eq!(alone.code, 0, "{}", alone.stdout);
 }
 
@@ -516,7 +532,11 @@ fn keygen_never_replaces_anything_at_the_path() {
     std::os::unix::fs::symlink("nowhere", s.path("link.key")).unwrap();
     let out = s.run(&["keygen", "-o", "link.key"], None);
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(out.stderr.contains("link.key: already exists"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("link.key: already exists"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         std::fs::read_link(s.path("link.key")).unwrap(),
         std::path::Path::new("nowhere")
@@ -546,7 +566,11 @@ fn gitseal_yaml_is_trusted_only_below_the_git_root_and_when_only_we_can_write_it
     let repo = s.path("repo");
     let out = clitool::run_in(&repo, &["seal", "in.yaml"], None);
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(out.stderr.contains("in.yaml: no recipients configured"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("in.yaml: no recipients configured"),
+        "{}",
+        out.stderr
+    );
     // In the root: used.
     s.write("repo/.gitseal.yaml", &rule);
     let out = clitool::run_in(&repo, &["seal", "in.yaml"], None);
@@ -567,19 +591,36 @@ fn gitseal_yaml_is_trusted_only_below_the_git_root_and_when_only_we_can_write_it
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("no recipients configured"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no recipients configured"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn out_of_range_durations_are_usage_errors() {
     let s = Scratch::new();
-    for bad in ["99999999999999d", "18446744073709551616", "3651d", "-1s", "soon"] {
+    for bad in [
+        "99999999999999d",
+        "18446744073709551616",
+        "3651d",
+        "-1s",
+        "soon",
+    ] {
         let flag = format!("--key-renew-interval={bad}");
         let out = s.run(&["controller", &flag], None);
         assert_eq!(out.code, 2, "{bad}: {}", out.stderr);
         assert!(!out.stderr.contains("panicked"), "{bad}: {}", out.stderr);
-        assert!(out.stderr.contains("--key-renew-interval"), "{bad}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("--key-renew-interval"),
+            "{bad}: {}",
+            out.stderr
+        );
     }
-    let out = s.run(&["keys", "retire", "k", "--timeout", "99999999999999d"], None);
+    let out = s.run(
+        &["keys", "retire", "k", "--timeout", "99999999999999d"],
+        None,
+    );
     assert_eq!(out.code, 2, "{}", out.stderr);
 }

@@ -422,49 +422,60 @@ fn cases(s: &Scratch, sealed: &str) -> Vec<Case> {
         ),
         case(
             "too many envelopes",
-            vec![("s.yaml", edit_sealed(sealed, |spec| {
-                let envelopes = spec["envelopes"].as_object_mut().unwrap();
-                let one = envelopes.values().next().unwrap().clone();
-                for i in 0..256 {
-                    envelopes.insert(format!("{i:032x}"), one.clone());
-                }
-            }))],
+            vec![(
+                "s.yaml",
+                edit_sealed(sealed, |spec| {
+                    let envelopes = spec["envelopes"].as_object_mut().unwrap();
+                    let one = envelopes.values().next().unwrap().clone();
+                    for i in 0..256 {
+                        envelopes.insert(format!("{i:032x}"), one.clone());
+                    }
+                }),
+            )],
             verify("s.yaml"),
             3,
             "s.yaml:1:spec.envelopes: 257 envelopes, over the limit of 256 per object",
         ),
         case(
             "too many envelopes to unseal",
-            vec![("s.yaml", edit_sealed(sealed, |spec| {
-                let envelopes = spec["envelopes"].as_object_mut().unwrap();
-                let one = envelopes.values().next().unwrap().clone();
-                for i in 0..256 {
-                    envelopes.insert(format!("{i:032x}"), one.clone());
-                }
-            }))],
+            vec![(
+                "s.yaml",
+                edit_sealed(sealed, |spec| {
+                    let envelopes = spec["envelopes"].as_object_mut().unwrap();
+                    let one = envelopes.values().next().unwrap().clone();
+                    for i in 0..256 {
+                        envelopes.insert(format!("{i:032x}"), one.clone());
+                    }
+                }),
+            )],
             unseal("s.yaml"),
             3,
             "s.yaml:1:spec.envelopes: 257 envelopes, over the limit of 256 per object",
         ),
         case(
             "too many key ids in an envelope",
-            vec![("s.yaml", edit_sealed(sealed, |spec| {
-                let envelope = spec["envelopes"]
-                    .as_object_mut()
-                    .unwrap()
-                    .values_mut()
-                    .next()
-                    .unwrap()
-                    .as_object_mut()
-                    .unwrap();
-                let one = envelope.values().next().unwrap().clone();
-                for i in 0..32 {
-                    envelope.insert(format!("{i:016x}"), one.clone());
-                }
-            }))],
+            vec![(
+                "s.yaml",
+                edit_sealed(sealed, |spec| {
+                    let envelope = spec["envelopes"]
+                        .as_object_mut()
+                        .unwrap()
+                        .values_mut()
+                        .next()
+                        .unwrap()
+                        .as_object_mut()
+                        .unwrap();
+                    let one = envelope.values().next().unwrap().clone();
+                    for i in 0..32 {
+                        envelope.insert(format!("{i:016x}"), one.clone());
+                    }
+                }),
+            )],
             verify("s.yaml"),
             3,
-            &format!("s.yaml:1:spec.envelopes.{envelope_id}: 33 wrapped keys, over the limit of 32 per envelope"),
+            &format!(
+                "s.yaml:1:spec.envelopes.{envelope_id}: 33 wrapped keys, over the limit of 32 per envelope"
+            ),
         ),
         case(
             "too many keys to seal",
@@ -524,10 +535,7 @@ fn deep_flow() -> String {
 
 /// A document nested 10,000 block sequences deep (`- - - … x`), after a Secret header line.
 fn deep_block() -> String {
-    format!(
-        "# kind: Secret\n{}x\n",
-        "- ".repeat(10_000)
-    )
+    format!("# kind: Secret\n{}x\n", "- ".repeat(10_000))
 }
 
 /// A JSON document nested 10,000 arrays deep, mentioning a Secret.
@@ -583,8 +591,9 @@ fn edit_sealed(sealed: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Strin
 
 /// A Secret with `n` keys of `len` bytes each.
 fn many_keys(n: usize, len: usize) -> String {
-    let mut text =
-        String::from("apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: prod}\nstringData:\n");
+    let mut text = String::from(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: prod}\nstringData:\n",
+    );
     for i in 0..n {
         text.push_str(&format!("  k{i}: {}\n", "v".repeat(len)));
     }
@@ -676,7 +685,10 @@ fn bombs_are_refused_in_bounded_memory() {
     s.write("flow.yaml", &deep_flow());
     s.write("block.yaml", &deep_block());
     s.write("deep.json", &deep_json());
-    s.write("stanzas.yaml", &with_wrapped(&sealed, &many_stanzas(10_000)));
+    s.write(
+        "stanzas.yaml",
+        &with_wrapped(&sealed, &many_stanzas(10_000)),
+    );
     let r = s.public.clone();
     let runs: Vec<Vec<&str>> = vec![
         vec!["seal", "-r", &r, "bomb.yaml"],

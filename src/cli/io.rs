@@ -34,7 +34,8 @@ impl Source {
     /// (`over_limit`) without being read past the limit.
     pub fn read_manifest(&self) -> Result<Zeroizing<String>, ManifestError> {
         let at = Location::new(self.name(), 0);
-        let cannot = |e: std::io::Error| ManifestError::input(at.clone(), format!("cannot read: {e}"));
+        let cannot =
+            |e: std::io::Error| ManifestError::input(at.clone(), format!("cannot read: {e}"));
         let too_big = || {
             ManifestError::over_limit(
                 at.clone(),

@@ -169,7 +169,9 @@ pub fn other_state_managers(key: &SealingKey) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::api::SealingKeySpec;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, FieldsV1, ManagedFieldsEntry, Time};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        Condition, FieldsV1, ManagedFieldsEntry, Time,
+    };
 
     fn key(name: &str, spec: KeyState, status: Option<SealingKeyStatus>) -> SealingKey {
         let mut k = SealingKey::new(
@@ -220,9 +222,16 @@ mod tests {
             key(
                 "gitseal-2",
                 KeyState::Active,
-                Some(status(Some(KeyState::DecryptOnly), Some("superseded by gitseal-3"))),
+                Some(status(
+                    Some(KeyState::DecryptOnly),
+                    Some("superseded by gitseal-3"),
+                )),
             ),
-            key("gitseal-3", KeyState::Active, Some(status(Some(KeyState::Active), None))),
+            key(
+                "gitseal-3",
+                KeyState::Active,
+                Some(status(Some(KeyState::Active), None)),
+            ),
             key("gitseal-4", KeyState::Active, None),
         ];
         let listed = rows(&keys);
@@ -252,9 +261,24 @@ mod tests {
     #[test]
     fn fetch_publishes_only_the_effective_active_key_as_active() {
         let keys = [
-            key("gitseal-1", KeyState::Active, Some(status(Some(KeyState::DecryptOnly), Some("superseded by gitseal-2")))),
-            key("gitseal-2", KeyState::Active, Some(status(Some(KeyState::Active), None))),
-            key("gitseal-3", KeyState::Retired, Some(status(Some(KeyState::Retired), None))),
+            key(
+                "gitseal-1",
+                KeyState::Active,
+                Some(status(
+                    Some(KeyState::DecryptOnly),
+                    Some("superseded by gitseal-2"),
+                )),
+            ),
+            key(
+                "gitseal-2",
+                KeyState::Active,
+                Some(status(Some(KeyState::Active), None)),
+            ),
+            key(
+                "gitseal-3",
+                KeyState::Retired,
+                Some(status(Some(KeyState::Retired), None)),
+            ),
             key("gitseal-4", KeyState::Active, Some(status(None, None))),
             key("gitseal-5", KeyState::Active, None),
         ];
@@ -273,7 +297,11 @@ mod tests {
 
     #[test]
     fn retire_waits_for_a_verdict_on_its_own_generation() {
-        let mut k = key("gitseal-1", KeyState::Retired, Some(status(Some(KeyState::DecryptOnly), None)));
+        let mut k = key(
+            "gitseal-1",
+            KeyState::Retired,
+            Some(status(Some(KeyState::DecryptOnly), None)),
+        );
         assert_eq!(retire_verdict(&k, 2), Verdict::Pending);
         // A refusal of an earlier request (generation 1) does not answer this one.
         let message = "2 SealedSecret(s) still use this key: reseal them first, or set spec.force";
@@ -297,19 +325,36 @@ mod tests {
 
     #[test]
     fn other_managers_of_spec_state_are_found() {
-        let entry = |manager: &str, fields: serde_json::Value, sub: Option<&str>| ManagedFieldsEntry {
-            manager: Some(manager.into()),
-            operation: Some("Apply".into()),
-            fields_v1: Some(FieldsV1(fields)),
-            subresource: sub.map(str::to_string),
-            ..Default::default()
-        };
+        let entry =
+            |manager: &str, fields: serde_json::Value, sub: Option<&str>| ManagedFieldsEntry {
+                manager: Some(manager.into()),
+                operation: Some("Apply".into()),
+                fields_v1: Some(FieldsV1(fields)),
+                subresource: sub.map(str::to_string),
+                ..Default::default()
+            };
         let mut k = key("gitseal-1", KeyState::Active, None);
         k.metadata.managed_fields = Some(vec![
-            entry("argocd-controller", serde_json::json!({"f:spec": {"f:state": {}}}), None),
-            entry(CLI_FIELD_MANAGER, serde_json::json!({"f:spec": {"f:state": {}}}), None),
-            entry(crate::controller::FIELD_MANAGER, serde_json::json!({"f:status": {"f:state": {}}}), Some("status")),
-            entry("kubectl-edit", serde_json::json!({"f:spec": {"f:force": {}}}), None),
+            entry(
+                "argocd-controller",
+                serde_json::json!({"f:spec": {"f:state": {}}}),
+                None,
+            ),
+            entry(
+                CLI_FIELD_MANAGER,
+                serde_json::json!({"f:spec": {"f:state": {}}}),
+                None,
+            ),
+            entry(
+                crate::controller::FIELD_MANAGER,
+                serde_json::json!({"f:status": {"f:state": {}}}),
+                Some("status"),
+            ),
+            entry(
+                "kubectl-edit",
+                serde_json::json!({"f:spec": {"f:force": {}}}),
+                None,
+            ),
         ]);
         assert_eq!(other_state_managers(&k), ["argocd-controller"]);
         k.metadata.managed_fields = None;

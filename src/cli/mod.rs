@@ -459,7 +459,11 @@ mod tests {
             ("P30D", 30 * 86400),
             ("3650d", 3650 * 86400),
         ] {
-            assert_eq!(parse_duration(text), Ok(Duration::from_secs(secs)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
         }
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         for bad in [

@@ -341,7 +341,10 @@ mod tests {
         assert!(few.len() <= MAX_WRAPPED_KEY_LEN);
         assert!(matches!(
             unwrap_counting(&few, &[&id], &attempts),
-            Err(CryptoError::WrappedKeyStanzas { x25519: 5, total: 5 })
+            Err(CryptoError::WrappedKeyStanzas {
+                x25519: 5,
+                total: 5
+            })
         ));
         assert_eq!(attempts.get(), 0, "X25519 work was done");
         // A real file for three recipients, one of which we hold, is refused the same way.
@@ -354,11 +357,20 @@ mod tests {
         .unwrap();
         let err = unwrap_counting(&three, &[&id], &attempts).unwrap_err();
         assert!(
-            matches!(err, CryptoError::WrappedKeyStanzas { x25519: 3, total: 4 }),
+            matches!(
+                err,
+                CryptoError::WrappedKeyStanzas {
+                    x25519: 3,
+                    total: 4
+                }
+            ),
             "{err}"
         );
         assert_eq!(attempts.get(), 0, "X25519 work was done");
-        assert!(err.to_string().contains("exactly one X25519 stanza"), "{err}");
+        assert!(
+            err.to_string().contains("exactly one X25519 stanza"),
+            "{err}"
+        );
         assert!(check_wrapped(&three).is_err());
         // Its decryption without the guard would have worked: the refusal is the rule's.
         assert_eq!(decrypt_file(&three, &[&id]).unwrap().expose(), key.expose());

@@ -25,10 +25,8 @@ pub const MAX_KEY_IDS: usize = 32;
 pub const MAX_WRAPPED_KEY_TEXT: usize = base64_len(MAX_WRAPPED_KEY_LEN);
 /// Longest sealed value string: `gs1:namespace:<envelope id>:` and the base64 of nonce, a
 /// [`MAX_VALUE_LEN`] ciphertext and tag.
-pub const MAX_SEALED_VALUE_TEXT: usize = "gs1:namespace:".len()
-    + ENVELOPE_ID_LEN
-    + 1
-    + base64_len(NONCE_LEN + MAX_VALUE_LEN + TAG_LEN);
+pub const MAX_SEALED_VALUE_TEXT: usize =
+    "gs1:namespace:".len() + ENVELOPE_ID_LEN + 1 + base64_len(NONCE_LEN + MAX_VALUE_LEN + TAG_LEN);
 
 /// Length of padded standard base64 of `n` bytes.
 const fn base64_len(n: usize) -> usize {
@@ -72,7 +70,11 @@ mod tests {
             }
         }
         let wrapped = &sealer.envelope().wrapped[&id.key_id()];
-        assert!(wrapped.len() <= MAX_WRAPPED_KEY_TEXT / 2, "{}", wrapped.len());
+        assert!(
+            wrapped.len() <= MAX_WRAPPED_KEY_TEXT / 2,
+            "{}",
+            wrapped.len()
+        );
         assert_eq!(plain_len_of("gs1:strict:x"), None);
         assert_eq!(plain_len_of("gs1:strict:x:AAA"), None);
         assert_eq!(plain_len_of("gs1:strict:x:AAAA"), None);

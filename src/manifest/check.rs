@@ -21,7 +21,8 @@ use std::collections::BTreeSet;
 /// proportional to the number of entries only: nothing is decoded or decrypted.
 pub fn check_limits(sealed: &SealedSecret, at: &Location) -> Option<ManifestError> {
     let spec = &sealed.spec;
-    let over = |field: String, message: String| Some(ManifestError::over_limit(at.field(field), message));
+    let over =
+        |field: String, message: String| Some(ManifestError::over_limit(at.field(field), message));
     if spec.encrypted_data.len() > MAX_VALUES {
         return over(
             "spec.encryptedData".into(),

@@ -332,10 +332,18 @@ mod tests {
         std::fs::write(&near, rule_text()).unwrap();
         std::fs::set_permissions(&near, std::fs::Permissions::from_mode(0o666)).unwrap();
         let found = Config::find(&sub).unwrap();
-        assert_eq!(found.config.unwrap().dir, repo, "the trusted one further up");
+        assert_eq!(
+            found.config.unwrap().dir,
+            repo,
+            "the trusted one further up"
+        );
         assert_eq!(found.ignored.len(), 1);
         assert_eq!(found.ignored[0].0, near);
-        assert!(found.ignored[0].1.contains("world-writable"), "{:?}", found.ignored);
+        assert!(
+            found.ignored[0].1.contains("world-writable"),
+            "{:?}",
+            found.ignored
+        );
 
         std::fs::set_permissions(&near, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(Config::find(&sub).unwrap().config.unwrap().dir, sub);
@@ -345,12 +353,20 @@ mod tests {
             std::os::unix::fs::chown(&near, Some(4242), Some(4242)).unwrap();
             let found = Config::find(&sub).unwrap();
             assert_eq!(found.config.unwrap().dir, repo);
-            assert!(found.ignored[0].1.contains("owned by uid 4242"), "{:?}", found.ignored);
+            assert!(
+                found.ignored[0].1.contains("owned by uid 4242"),
+                "{:?}",
+                found.ignored
+            );
         }
         let meta = std::fs::metadata(&near).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert!(untrusted(&meta, meta.uid()).is_none());
-        assert!(untrusted(&meta, meta.uid() + 1).unwrap().contains("not by you"));
+        assert!(
+            untrusted(&meta, meta.uid() + 1)
+                .unwrap()
+                .contains("not by you")
+        );
     }
 
     #[test]

@@ -189,8 +189,8 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
                 {
                     continue;
                 }
-                let value: Value =
-                    parse_one(part, left.max(1)).map_err(|e| parse_error(at.clone(), "YAML", &e))?;
+                let value: Value = parse_one(part, left.max(1))
+                    .map_err(|e| parse_error(at.clone(), "YAML", &e))?;
                 take(&mut left, &at, &value)?;
                 if !value.is_null() {
                     docs.push(Document { at, value });
@@ -381,7 +381,11 @@ mod tests {
             assert!(err.to_string().starts_with("f.yaml"), "{what}: {err}");
         }
         // Depth and aliases within reason still read.
-        let ok = format!("a: {}1{}\nb: &x [1, 2]\nc: *x\n", "[".repeat(60), "]".repeat(60));
+        let ok = format!(
+            "a: {}1{}\nb: &x [1, 2]\nc: *x\n",
+            "[".repeat(60),
+            "]".repeat(60)
+        );
         let docs = parse_documents("f.yaml", &ok).unwrap();
         assert_eq!(docs[0].value["c"], serde_json::json!([1, 2]));
         // Syntax errors stay syntax errors.
