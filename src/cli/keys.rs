@@ -68,17 +68,18 @@ pub fn list(args: KeysListArgs) -> CmdResult {
     block_on(async {
         let keys = sealing_keys(client(&args.kube).await?).await?;
         let now = jiff::Timestamp::now();
+        // Columns 1-5 as before the effective state existed (scripts read USERS as $5).
         println!(
-            "{:<20} {:<18} {:<12} {:<12} {:>6} {:>6}  WHY",
-            "NAME", "KEY ID", "STATE", "WANTED", "AGE", "USERS"
+            "{:<20} {:<18} {:<12} {:>6} {:>6}  {:<12} WHY",
+            "NAME", "KEY ID", "STATE", "AGE", "USERS", "WANTED"
         );
         for (k, row) in keys.iter().zip(super::key_state::rows(&keys)) {
             let age = k
                 .creation_timestamp()
                 .map_or("-".into(), |t| human_age(now.as_second() - t.0.as_second()));
             println!(
-                "{:<20} {:<18} {:<12} {:<12} {:>6} {:>6}  {}",
-                row.name, row.key_id, row.state, row.wanted, age, row.users, row.why
+                "{:<20} {:<18} {:<12} {:>6} {:>6}  {:<12} {}",
+                row.name, row.key_id, row.state, age, row.users, row.wanted, row.why
             );
         }
         Ok(exit::OK)
