@@ -548,10 +548,10 @@ fn keygen_never_replaces_anything_at_the_path() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".gitseal-"))
         .collect();
     assert!(stray.is_empty(), "left a temp file behind");
-    // A new path works and is 0600.
-    let out = s.run(&["keygen", "-o", "new.key"], None);
+    // A new path works (its directory is made) and is 0600.
+    let out = s.run(&["keygen", "-o", "keys/new.key"], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let meta = std::fs::metadata(s.path("new.key")).unwrap();
+    let meta = std::fs::metadata(s.path("keys/new.key")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 }
 

@@ -178,6 +178,7 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, Failure> 
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    std::fs::create_dir_all(dir).map_err(fail)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".gitseal-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
