@@ -72,7 +72,26 @@ pub(crate) fn is_limit(e: &serde_saphyr::Error) -> bool {
 
 /// The located error of a failed parse: over the limits, or invalid `what` (YAML, JSON, …).
 pub(crate) fn parse_error(at: Location, what: &str, e: &serde_saphyr::Error) -> ManifestError {
-    let detail = one_line(&e.to_string());
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut root = e;
+    while let serde_saphyr::Error::WithSnippet { error, .. } = root {
+        root = error;
+    }
+    // The budget's own words are a Debug dump (`Depth { depth: 65 }`): say it plainly.
+    let plain = match root {
+        serde_saphyr::Error::Budget { breach, location } => {
+            let what = match breach {
+                B::Depth { .. } => Some(format!("nested deeper than {MAX_DEPTH} levels")),
+                B::Nodes { .. } => Some(format!("more than {MAX_NODES} nodes in the file")),
+                B::Aliases { .. } => Some(format!("more than {MAX_ALIASES} aliases")),
+                B::Anchors { .. } => Some(format!("more than {MAX_ALIASES} anchors")),
+                _ => None,
+            };
+            what.map(|w| format!("line {} column {}: {w}", location.line(), location.column()))
+        }
+        _ => None,
+    };
+    let detail = plain.unwrap_or_else(|| one_line(&e.to_string()));
     if is_limit(e) {
         ManifestError::over_limit(
             at,
