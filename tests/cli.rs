@@ -474,3 +474,153 @@ fn crds_and_completions() {
     assert!(out.stdout.contains("_gitseal"));
     assert!(out.stdout.contains("--merge-into"));
 }
+
+/// The single wrapped key of a one-envelope, one-recipient SealedSecret text.
+fn only_wrapped_key(sealed: &str) -> String {
+    let doc: Value = gitseal::yaml::from_str(sealed).unwrap();
+    let envelopes = doc["spec"]["envelopes"].as_object().unwrap();
+    let wrapped = envelopes.values().next().unwrap().as_object().unwrap();
+    wrapped
+        .values()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn verify_decrypts_each_file_with_its_own_wrapping() {
+    let s = Scratch::new();
+    let good = s.seal(SECRET);
+    // Same envelope id and values, but the wrapping holds another data key: a corrupted
+    // or substituted envelope. A good file with the same envelope id must not vouch for it.
+    let other = s.seal(SECRET);
+    let bad = good.replace(&only_wrapped_key(&good), &only_wrapped_key(&other));
+    assert_ne!(bad, good);
+    s.write("tree/a-good.yaml", &good);
+    s.write("tree/b-bad.yaml", &bad);
+    let out = s.run(&["verify", "-r", &s.public, "-i", "key.txt", "tree"], None);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    assert!(
+        lines[0].starts_with("tree/b-bad.yaml:1:spec.encryptedData.")
+            && lines[0].contains("data key does not match its envelope id"),
+        "{}",
+        lines[0]
+    );
+    // Each alone: the good one is clean, the bad one is not.
+    let alone = s.run(
+        &[
+            "verify",
+            "-r",
+            &s.public,
+            "-i",
+            "key.txt",
+            "tree/a-good.yaml",
+        ],
+        None,
+    );
+    assert_eq!(alone.code, 0, "{}", alone.stdout);
+}
+
+#[test]
+fn keygen_never_replaces_anything_at_the_path() {
+    let s = Scratch::new();
+    // A dangling symlink: nothing "exists" there for a check, yet it must not be replaced.
+    std::os::unix::fs::symlink("nowhere", s.path("link.key")).unwrap();
+    let out = s.run(&["keygen", "-o", "link.key"], None);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("link.key: already exists"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_link(s.path("link.key")).unwrap(),
+        std::path::Path::new("nowhere")
+    );
+    assert!(!s.path("nowhere").exists());
+    let stray: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".gitseal-"))
+        .collect();
+    assert!(stray.is_empty(), "left a temp file behind");
+    // A new path works (its directory is made) and is 0600.
+    let out = s.run(&["keygen", "-o", "keys/new.key"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let meta = std::fs::metadata(s.path("keys/new.key")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn gitseal_yaml_is_trusted_only_below_the_git_root_and_when_only_we_can_write_it() {
+    let s = Scratch::new();
+    let rule = format!("rules:\n  - recipients: [{}]\n", s.public);
+    // Above the repository's root: not used.
+    s.write(".gitseal.yaml", &rule);
+    std::fs::create_dir_all(s.path("repo/.git")).unwrap();
+    s.write("repo/in.yaml", SECRET);
+    let repo = s.path("repo");
+    let out = clitool::run_in(&repo, &["seal", "in.yaml"], None);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("in.yaml: no recipients configured"),
+        "{}",
+        out.stderr
+    );
+    // In the root: used.
+    s.write("repo/.gitseal.yaml", &rule);
+    let out = clitool::run_in(&repo, &["seal", "in.yaml"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // World-writable: ignored, with a warning naming it.
+    std::fs::set_permissions(
+        s.path("repo/.gitseal.yaml"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let out = clitool::run_in(&repo, &["seal", "in.yaml"], None);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: ignoring {}: it is world-writable",
+            s.path("repo/.gitseal.yaml").display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("no recipients configured"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn out_of_range_durations_are_usage_errors() {
+    let s = Scratch::new();
+    for bad in [
+        "99999999999999d",
+        "18446744073709551616",
+        "3651d",
+        "-1s",
+        "soon",
+    ] {
+        let flag = format!("--key-renew-interval={bad}");
+        let out = s.run(&["controller", &flag], None);
+        assert_eq!(out.code, 2, "{bad}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{bad}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("--key-renew-interval"),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
+    let out = s.run(
+        &["keys", "retire", "k", "--timeout", "99999999999999d"],
+        None,
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}

@@ -33,6 +33,13 @@ fn cases(s: &Scratch, sealed: &str) -> Vec<Case> {
             .map(|x| x.to_string())
             .collect()
     };
+    let verify = |file: &str| -> Vec<String> {
+        ["verify", "-r", &r, file]
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
+    };
+    let kid = gitseal::crypto::key_id(&s.public);
     let other = gitseal::crypto::Identity::generate();
     let first_value = sealed
         .lines()
@@ -347,6 +354,143 @@ fn cases(s: &Scratch, sealed: &str) -> Vec<Case> {
             3,
             "in.yaml:1: the existing SealedSecret has scope strict; merging cannot change it to cluster",
         ),
+        // Denial of service: each refused quickly, as an input error (docs/format.md § Limits).
+        case(
+            "alias bomb to seal",
+            vec![("in.yaml", alias_bomb())],
+            seal("in.yaml"),
+            3,
+            "in.yaml:1: over gitseal's input limits (docs/format.md § Limits): ",
+        ),
+        case(
+            "alias bomb to verify",
+            vec![("in.yaml", alias_bomb())],
+            verify("in.yaml"),
+            3,
+            "in.yaml:1: over gitseal's input limits",
+        ),
+        case(
+            "10,000-deep flow nesting to seal",
+            vec![("in.yaml", deep_flow())],
+            seal("in.yaml"),
+            3,
+            "in.yaml:1: over gitseal's input limits",
+        ),
+        case(
+            "10,000-deep block nesting to verify",
+            vec![("in.yaml", deep_block())],
+            verify("in.yaml"),
+            3,
+            "in.yaml:1: over gitseal's input limits",
+        ),
+        case(
+            "10,000-deep JSON to verify",
+            vec![("in.json", deep_json())],
+            verify("in.json"),
+            3,
+            "in.json: over gitseal's input limits",
+        ),
+        case(
+            "10,000-stanza wrapped key to verify",
+            vec![("s.yaml", with_wrapped(sealed, &many_stanzas(10_000)))],
+            verify("s.yaml"),
+            3,
+            &format!("s.yaml:1:spec.envelopes.{envelope_id}.{kid}: wrapped key is "),
+        ),
+        case(
+            "10,000-stanza wrapped key to unseal",
+            vec![("s.yaml", with_wrapped(sealed, &many_stanzas(10_000)))],
+            unseal("s.yaml"),
+            3,
+            &format!("s.yaml:1:spec.envelopes.{envelope_id}.{kid}: wrapped key is "),
+        ),
+        case(
+            "three-stanza wrapped key to unseal",
+            vec![("s.yaml", with_wrapped(sealed, &many_stanzas(3)))],
+            unseal("s.yaml"),
+            3,
+            "s.yaml:1:spec.encryptedData.password: envelope ",
+        ),
+        case(
+            "three-stanza wrapped key to verify",
+            vec![("s.yaml", with_wrapped(sealed, &many_stanzas(3)))],
+            verify("s.yaml"),
+            3,
+            &format!(
+                "s.yaml:1:spec.envelopes.{envelope_id}.{kid}: wrapped key has 3 recipient stanza(s), 3 of them X25519"
+            ),
+        ),
+        case(
+            "too many envelopes",
+            vec![(
+                "s.yaml",
+                edit_sealed(sealed, |spec| {
+                    let envelopes = spec["envelopes"].as_object_mut().unwrap();
+                    let one = envelopes.values().next().unwrap().clone();
+                    for i in 0..256 {
+                        envelopes.insert(format!("{i:032x}"), one.clone());
+                    }
+                }),
+            )],
+            verify("s.yaml"),
+            3,
+            "s.yaml:1:spec.envelopes: 257 envelopes, over the limit of 256 per object",
+        ),
+        case(
+            "too many envelopes to unseal",
+            vec![(
+                "s.yaml",
+                edit_sealed(sealed, |spec| {
+                    let envelopes = spec["envelopes"].as_object_mut().unwrap();
+                    let one = envelopes.values().next().unwrap().clone();
+                    for i in 0..256 {
+                        envelopes.insert(format!("{i:032x}"), one.clone());
+                    }
+                }),
+            )],
+            unseal("s.yaml"),
+            3,
+            "s.yaml:1:spec.envelopes: 257 envelopes, over the limit of 256 per object",
+        ),
+        case(
+            "too many key ids in an envelope",
+            vec![(
+                "s.yaml",
+                edit_sealed(sealed, |spec| {
+                    let envelope = spec["envelopes"]
+                        .as_object_mut()
+                        .unwrap()
+                        .values_mut()
+                        .next()
+                        .unwrap()
+                        .as_object_mut()
+                        .unwrap();
+                    let one = envelope.values().next().unwrap().clone();
+                    for i in 0..32 {
+                        envelope.insert(format!("{i:016x}"), one.clone());
+                    }
+                }),
+            )],
+            verify("s.yaml"),
+            3,
+            &format!(
+                "s.yaml:1:spec.envelopes.{envelope_id}: 33 wrapped keys, over the limit of 32 per envelope"
+            ),
+        ),
+        case(
+            "too many keys to seal",
+            vec![("in.yaml", many_keys(4097, 1))],
+            seal("in.yaml"),
+            3,
+            "in.yaml:1:data: 4097 keys, over the limit of 4096 per object",
+        ),
+        case(
+            "data over 1 MiB in all",
+            vec![("in.yaml", many_keys(3, 400_000))],
+            seal("in.yaml"),
+            3,
+            "in.yaml:1:data: keys and values add up to 1200006 bytes, over the 1048576-byte limit",
+        ),
         Case {
             stdin: Some(
                 "kind: Secret\napiVersion: v1\nmetadata: {name: x}\nstringData: {a: b}\n".into(),
@@ -363,6 +507,97 @@ fn cases(s: &Scratch, sealed: &str) -> Vec<Case> {
             )
         },
     ]
+}
+
+/// A "billion laughs" Secret: nine levels of ten aliases each (10^9 strings if expanded).
+fn alias_bomb() -> String {
+    let mut text = String::from(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: prod}\nstringData:\n  a: &a \"lol\"\n",
+    );
+    let mut prev = "a".to_string();
+    for level in 0..9 {
+        let name = format!("l{level}");
+        let refs = vec![format!("*{prev}"); 10].join(", ");
+        text.push_str(&format!("  {name}: &{name} [{refs}]\n"));
+        prev = name;
+    }
+    text
+}
+
+/// A Secret whose value is nested 10,000 flow sequences deep.
+fn deep_flow() -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: prod}}\nstringData:\n  a: {}{}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    )
+}
+
+/// A document nested 10,000 block sequences deep (`- - - … x`), after a Secret header line.
+fn deep_block() -> String {
+    format!("# kind: Secret\n{}x\n", "- ".repeat(10_000))
+}
+
+/// A JSON document nested 10,000 arrays deep, mentioning a Secret.
+fn deep_json() -> String {
+    format!(
+        "{{\"kind\": \"Secret\", \"x\": {}{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    )
+}
+
+/// A binary age header of `n` well-formed X25519 stanzas (random-looking, opening for
+/// nobody), a MAC line and a nonce and payload of zeros.
+fn many_stanzas(n: usize) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let mut out = b"age-encryption.org/v1\n".to_vec();
+    for i in 0..n {
+        let share = b64.encode([(i % 251) as u8; 32]);
+        let body = b64.encode([7u8; 32]);
+        out.extend_from_slice(format!("-> X25519 {share}\n{body}\n").as_bytes());
+    }
+    out.extend_from_slice(format!("--- {}\n", b64.encode([0u8; 32])).as_bytes());
+    out.extend_from_slice(&[0u8; 64]);
+    out
+}
+
+/// `sealed` with its (one) wrapped key replaced by `file`.
+fn with_wrapped(sealed: &str, file: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(file);
+    edit_sealed(sealed, |spec| {
+        let envelope = spec["envelopes"]
+            .as_object_mut()
+            .unwrap()
+            .values_mut()
+            .next()
+            .unwrap()
+            .as_object_mut()
+            .unwrap();
+        for w in envelope.values_mut() {
+            *w = encoded.clone().into();
+        }
+    })
+}
+
+/// `sealed` (one SealedSecret) with `edit` applied to its spec.
+fn edit_sealed(sealed: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut doc: serde_json::Value = gitseal::yaml::from_str(sealed).unwrap();
+    edit(&mut doc["spec"]);
+    gitseal::yaml::to_string(&doc).unwrap()
+}
+
+/// A Secret with `n` keys of `len` bytes each.
+fn many_keys(n: usize, len: usize) -> String {
+    let mut text = String::from(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: prod}\nstringData:\n",
+    );
+    for i in 0..n {
+        text.push_str(&format!("  k{i}: {}\n", "v".repeat(len)));
+    }
+    text
 }
 
 /// Flip one character of the ciphertext part of a value line.
@@ -431,4 +666,64 @@ fn bad_input_table() {
         table.len(),
         failures.join("\n")
     );
+}
+
+/// YAML bombs, deep nesting and a 10,000-stanza wrapped key, given to `seal`, `verify` and
+/// `unseal`: an input error (exit 3) in bounded memory. Peak memory is measured by GNU time
+/// (`/usr/bin/time`, Debian package `time`) around the child, with a generous bound; the
+/// elapsed times are printed (goal: well under 1 s), not asserted.
+#[test]
+fn bombs_are_refused_in_bounded_memory() {
+    let time = std::path::Path::new("/usr/bin/time");
+    assert!(
+        time.exists(),
+        "this test measures peak memory with GNU time: install it (apt-get install time)"
+    );
+    let s = Scratch::new();
+    let sealed = s.seal(SECRET);
+    s.write("bomb.yaml", &alias_bomb());
+    s.write("flow.yaml", &deep_flow());
+    s.write("block.yaml", &deep_block());
+    s.write("deep.json", &deep_json());
+    s.write(
+        "stanzas.yaml",
+        &with_wrapped(&sealed, &many_stanzas(10_000)),
+    );
+    let r = s.public.clone();
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["seal", "-r", &r, "bomb.yaml"],
+        vec!["verify", "-r", &r, "bomb.yaml"],
+        vec!["seal", "-r", &r, "flow.yaml"],
+        vec!["verify", "-r", &r, "flow.yaml"],
+        vec!["verify", "-r", &r, "block.yaml"],
+        vec!["seal", "-r", &r, "deep.json"],
+        vec!["verify", "-r", &r, "stanzas.yaml"],
+        vec!["unseal", "-i", "key.txt", "stanzas.yaml"],
+    ];
+    let mut report = Vec::new();
+    for args in &runs {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(time)
+            .args(["-f", "%M", "-o", "rss.txt", clitool::bin()])
+            .args(args)
+            .current_dir(s.dir.path())
+            .env_remove("GITSEAL_IDENTITY")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let elapsed = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains("over"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} printed output");
+        let kib: u64 = s
+            .read("rss.txt")
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{args:?}: no peak RSS from GNU time"));
+        assert!(kib < 200 * 1024, "{args:?}: peak RSS {kib} KiB");
+        report.push(format!("{args:?}: {elapsed:.2?}, peak RSS {} KiB", kib));
+    }
+    eprintln!("{}", report.join("\n"));
 }

@@ -120,6 +120,14 @@ fn vectors_recompute() {
 
         // The wrapped key is a standard age file for the identity, holding the data key.
         let wrapped = STANDARD.decode(&v.wrapped_key).unwrap();
+        // Within the limits every reader checks (docs/format.md § Limits): one X25519
+        // stanza, at most 1,024 bytes.
+        gitseal::crypto::check_wrapped(&wrapped)
+            .unwrap_or_else(|e| panic!("vector {n}: wrappedKey over the limits: {e}"));
+        assert!(
+            v.wrapped_key.len() <= gitseal::format::limits::MAX_WRAPPED_KEY_TEXT,
+            "vector {n}"
+        );
         let unwrapped = unwrap(&wrapped, &[&identity]).unwrap();
         assert_eq!(
             unwrapped.expose(),

@@ -3,6 +3,7 @@
 //! failed command never leaves a half-written file.
 
 use super::Failure;
+use crate::manifest::{Location, MAX_INPUT_LEN, ManifestError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -26,12 +27,44 @@ impl Source {
 
     /// The whole text, in a zeroizing buffer (it may hold plain text).
     pub fn read(&self) -> Result<Zeroizing<String>, Failure> {
-        let mut text = Zeroizing::new(String::new());
-        let result = match &self.path {
-            None => std::io::stdin().read_to_string(&mut text),
-            Some(p) => std::fs::File::open(p).and_then(|mut f| f.read_to_string(&mut text)),
+        Ok(self.read_manifest()?)
+    }
+
+    /// [`Source::read`] as a located error; a source over [`MAX_INPUT_LEN`] is refused
+    /// (`over_limit`) without being read past the limit.
+    pub fn read_manifest(&self) -> Result<Zeroizing<String>, ManifestError> {
+        let at = Location::new(self.name(), 0);
+        let cannot =
+            |e: std::io::Error| ManifestError::input(at.clone(), format!("cannot read: {e}"));
+        let too_big = || {
+            ManifestError::over_limit(
+                at.clone(),
+                format!(
+                    "over the {} MiB limit of a manifest file",
+                    MAX_INPUT_LEN >> 20
+                ),
+            )
         };
-        result.map_err(|e| Failure::input(format!("{}: cannot read: {e}", self.name())))?;
+        let mut text = Zeroizing::new(String::new());
+        let limit = MAX_INPUT_LEN as u64 + 1;
+        match &self.path {
+            None => std::io::stdin()
+                .take(limit)
+                .read_to_string(&mut text)
+                .map_err(cannot)?,
+            Some(p) => {
+                let file = std::fs::File::open(p).map_err(cannot)?;
+                let len = file.metadata().map_err(cannot)?.len();
+                if len >= limit {
+                    return Err(too_big());
+                }
+                text.reserve(len as usize);
+                file.take(limit).read_to_string(&mut text).map_err(cannot)?
+            }
+        };
+        if text.len() > MAX_INPUT_LEN {
+            return Err(too_big());
+        }
         Ok(text)
     }
 }
@@ -133,6 +166,31 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])], mode: u32) -> Result<(), Failu
         tmp.persist(path).map_err(|e| fail(path, e.error))?;
     }
     Ok(())
+}
+
+/// Write `bytes` to a new file `path` (mode `mode`), never replacing anything there: the data
+/// goes to a temp file next to it, which is then linked into place with the kernel refusing
+/// an existing name (a file, directory or even a dangling symlink) — no check-then-rename
+/// race. `Ok(false)` when `path` already exists.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, Failure> {
+    let fail = |e: std::io::Error| Failure::input(format!("{}: cannot write: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".gitseal-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(fail(e.error)),
+    }
 }
 
 /// `f(0..n)` on every core (one thread when `n` is small), results in index order.

@@ -1,6 +1,7 @@
-//! `gitseal keygen`: a new age X25519 identity in age-keygen's file format.
+//! `gitseal keygen`: a new age X25519 identity in age-keygen's file format; `-o` creates a
+//! new 0600 file and never replaces an existing one.
 
-use super::io::{PRIVATE_MODE, write_atomic};
+use super::io::{PRIVATE_MODE, write_new};
 use super::{CmdResult, Failure, KeygenArgs, exit};
 use crate::crypto::Identity;
 use zeroize::Zeroizing;
@@ -23,13 +24,13 @@ pub fn run(args: KeygenArgs) -> CmdResult {
             print!("{}", text.as_str());
         }
         Some(path) => {
-            if path.exists() {
+            // Created only if nothing is there, atomically (no check-then-write race).
+            if !write_new(&path, text.as_bytes(), PRIVATE_MODE)? {
                 return Err(Failure::input(format!(
                     "{}: already exists; not overwriting a key file",
                     path.display()
                 )));
             }
-            write_atomic(&path, text.as_bytes(), PRIVATE_MODE)?;
             println!("{}", public.as_str());
         }
     }

@@ -32,18 +32,12 @@ pub fn fetch(args: KeysFetchArgs) -> CmdResult {
     block_on(async {
         let client = client(&args.kube).await?;
         let keys = sealing_keys(client).await?;
-        let entries: Vec<KeyringEntry> = keys
-            .iter()
-            .filter_map(|k| {
-                let status = k.status.as_ref()?;
-                let recipient = Recipient::parse(status.public_key.as_deref()?).ok()?;
-                Some(KeyringEntry::new(
-                    &recipient,
-                    k.spec.state,
-                    status.created.as_ref().map(|t| t.0.to_string()),
-                ))
-            })
-            .collect();
+        // Effective states: only the key the controller made Active is published as Active.
+        let (entries, pending): (Vec<KeyringEntry>, Vec<String>) =
+            super::key_state::keyring_entries(&keys);
+        for name in &pending {
+            eprintln!("note: {name} is left out: the controller has not given it a state yet");
+        }
         if !entries
             .iter()
             .any(|e| e.state == crate::api::KeyState::Active)
@@ -57,11 +51,12 @@ pub fn fetch(args: KeysFetchArgs) -> CmdResult {
             .clone()
             .or_else(|| args.kube.context.clone())
             .unwrap_or_else(|| "cluster".into());
+        let count = entries.len();
         let text = KeyringFile::new(&name, entries).to_yaml();
         match &args.output {
             Some(path) => {
                 write_atomic(path, text.as_bytes(), PUBLIC_MODE)?;
-                eprintln!("wrote {} key(s) to {}", keys.len(), path.display());
+                eprintln!("wrote {count} key(s) to {}", path.display());
             }
             None => print!("{text}"),
         }
@@ -73,22 +68,18 @@ pub fn list(args: KeysListArgs) -> CmdResult {
     block_on(async {
         let keys = sealing_keys(client(&args.kube).await?).await?;
         let now = jiff::Timestamp::now();
+        // Columns 1-5 as before the effective state existed (scripts read USERS as $5).
         println!(
-            "{:<20} {:<18} {:<12} {:>6} {:>6}",
-            "NAME", "KEY ID", "STATE", "AGE", "USERS"
+            "{:<20} {:<18} {:<12} {:>6} {:>6}  {:<12} WHY",
+            "NAME", "KEY ID", "STATE", "AGE", "USERS", "WANTED"
         );
-        for k in &keys {
-            let status = k.status.clone().unwrap_or_default();
+        for (k, row) in keys.iter().zip(super::key_state::rows(&keys)) {
             let age = k
                 .creation_timestamp()
                 .map_or("-".into(), |t| human_age(now.as_second() - t.0.as_second()));
             println!(
-                "{:<20} {:<18} {:<12} {:>6} {:>6}",
-                k.name_any(),
-                status.key_id.as_deref().unwrap_or("-"),
-                k.spec.state.to_string(),
-                age,
-                status.used_by
+                "{:<20} {:<18} {:<12} {:>6} {:>6}  {:<12} {}",
+                row.name, row.key_id, row.state, age, row.users, row.wanted, row.why
             );
         }
         Ok(exit::OK)
@@ -120,7 +111,7 @@ pub fn rotate(args: KeysListArgs) -> CmdResult {
             },
         );
         Api::<SealingKey>::all(client)
-            .create(&PostParams::default(), &key)
+            .create(&cli_post_params(), &key)
             .await
             .map_err(|e| cluster_failure(format!("cannot create SealingKey {name}: {e}")))?;
         eprintln!(
@@ -134,18 +125,82 @@ pub fn rotate(args: KeysListArgs) -> CmdResult {
     })
 }
 
+/// Writes to SealingKeys made for a user carry the CLI's field manager.
+fn cli_post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(super::key_state::CLI_FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// `keys retire`: patch spec (the user's intent) and wait for the controller's verdict.
 pub fn retire(args: KeysRetireArgs) -> CmdResult {
-    block_on(async {
+    use super::key_state::{CLI_FIELD_MANAGER, Verdict, other_state_managers, retire_verdict};
+    let name = args.name.clone();
+    block_on(async move {
         let api: Api<SealingKey> = Api::all(client(&args.kube).await?);
-        let patch = serde_json::json!({"spec": {"state": "Retired", "force": args.force}});
-        api.patch(&args.name, &PatchParams::default(), &Patch::Merge(&patch))
+        let before = api
+            .get(&name)
             .await
-            .map_err(|e| cluster_failure(format!("cannot retire {}: {e}", args.name)))?;
+            .map_err(|e| cluster_failure(format!("cannot read SealingKey {name}: {e}")))?;
+        let others = other_state_managers(&before);
+        if !others.is_empty() {
+            eprintln!(
+                "warning: spec.state of {name} is also managed by {}: a GitOps agent will set it back to what Git says; retire it by committing `state: Retired` instead",
+                others.join(", ")
+            );
+        }
+        let patch = if args.force {
+            serde_json::json!({"spec": {"state": "Retired", "force": true}})
+        } else {
+            serde_json::json!({"spec": {"state": "Retired"}})
+        };
+        let params = PatchParams {
+            field_manager: Some(CLI_FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let mut key = api
+            .patch(&name, &params, &Patch::Merge(&patch))
+            .await
+            .map_err(|e| cluster_failure(format!("cannot retire {name}: {e}")))?;
+        let generation = key.metadata.generation.unwrap_or_default();
+        if args.no_wait {
+            eprintln!(
+                "{name}: state Retired requested; `gitseal keys list` shows the controller's verdict"
+            );
+            return Ok(exit::OK);
+        }
         eprintln!(
-            "{}: state Retired requested; `gitseal keys list` shows whether the controller accepted it",
-            args.name
+            "{name}: state Retired requested; waiting up to {}s for the controller's verdict",
+            args.timeout.as_secs()
         );
-        Ok(exit::OK)
+        let deadline = tokio::time::Instant::now() + args.timeout;
+        loop {
+            match retire_verdict(&key, generation) {
+                Verdict::Retired => {
+                    eprintln!("{name}: retired; its private key is deleted");
+                    return Ok(exit::OK);
+                }
+                Verdict::Refused(why) => {
+                    return Err(Failure {
+                        code: exit::REFUSED,
+                        message: format!("{name}: retirement refused: {why}"),
+                    });
+                }
+                Verdict::Pending if tokio::time::Instant::now() >= deadline => {
+                    return Err(cluster_failure(format!(
+                        "{name}: no verdict from the controller within {}s (is it running?); `gitseal keys list` shows the key's state",
+                        args.timeout.as_secs()
+                    )));
+                }
+                Verdict::Pending => {}
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            key = api
+                .get(&name)
+                .await
+                .map_err(|e| cluster_failure(format!("cannot read SealingKey {name}: {e}")))?;
+        }
     })
 }
 

@@ -5,6 +5,7 @@
 mod completions;
 mod controller;
 mod io;
+mod key_state;
 mod keygen;
 mod keys;
 mod kube;
@@ -31,8 +32,11 @@ pub mod exit {
     pub const INPUT: u8 = 3;
     /// Decryption failed: no matching key, binding mismatch, or tampering.
     pub const DECRYPT: u8 = 4;
-    /// The cluster could not be reached or refused a request.
+    /// The cluster could not be reached or refused a request (or gave no verdict in time).
     pub const CLUSTER: u8 = 5;
+    /// The controller refused the requested change (`keys retire` of a key still in use);
+    /// its reason is printed.
+    pub const REFUSED: u8 = 6;
 }
 
 /// Seal Kubernetes Secrets for GitOps.
@@ -205,13 +209,15 @@ pub enum KeysCommand {
     /// Write the cluster's public keys to a keyring file (reads SealingKeys through the plain
     /// API; no service proxy).
     Fetch(KeysFetchArgs),
-    /// Show the cluster's keys: name, key id, state, age, users.
+    /// Show the cluster's keys: name, key id, the state the controller gives each (and the
+    /// wanted one when it differs), age, users and why.
     List(KeysListArgs),
     /// Write every private key, age-encrypted to admin recipients, to one backup file.
     Backup(KeysBackupArgs),
     /// Load a backup into a cluster, keeping key names, states and ids.
     Restore(KeysRestoreArgs),
-    /// Retire a key: refused by the controller while SealedSecrets still use it (unless --force).
+    /// Retire a key and wait for the controller's verdict: refused (exit 6) while
+    /// SealedSecrets still use it, unless --force.
     Retire(KeysRetireArgs),
 }
 
@@ -263,6 +269,12 @@ pub struct KeysRetireArgs {
     /// Retire even while SealedSecrets still use the key (they stop unsealing).
     #[arg(long)]
     pub force: bool,
+    /// How long to wait for the controller's verdict (exit 5 when none comes).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Request the retirement and return without waiting for the verdict.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -354,27 +366,31 @@ pub struct PolicyArgs {
     pub deny_namespaces: Vec<String>,
 }
 
-/// `30d`, `12h`, `15m`, `10s`, `500ms` or plain seconds.
+/// Longest duration a flag takes (a key renewal interval beyond this is "never": use 0).
+const MAX_DURATION_DAYS: i64 = 3650;
+
+/// `30d`, `12h`, `15m`, `10s`, `500ms`, combinations (`1h30m`), ISO 8601 (`P30D`) or plain
+/// seconds, parsed by jiff; days are 24 hours; at most [`MAX_DURATION_DAYS`] days. Anything
+/// else (overflow included) is a usage error.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 30d, 12h, 15m, 10s"))?;
-    let secs = match unit {
-        "ms" => return Ok(std::time::Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?}: use ms, s, m, h or d"
-            ));
-        }
-    };
-    Ok(std::time::Duration::from_secs(secs))
+    let text = s.trim();
+    let hint = "use e.g. 30d, 12h, 15m, 10s or 500ms";
+    let span: jiff::Span = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{text}s").parse()
+    } else {
+        text.parse()
+    }
+    .map_err(|e| format!("invalid duration {s:?} ({e}): {hint}"))?;
+    let signed = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| format!("invalid duration {s:?} ({e}): {hint}"))?;
+    if signed > jiff::SignedDuration::from_hours(24 * MAX_DURATION_DAYS) {
+        return Err(format!(
+            "duration {s:?} is longer than {MAX_DURATION_DAYS}d (for a key that never renews, use 0)"
+        ));
+    }
+    std::time::Duration::try_from(signed)
+        .map_err(|_| format!("invalid duration {s:?}: it is negative"))
 }
 
 fn parse_scope(s: &str) -> Result<crate::format::Scope, String> {
@@ -452,5 +468,45 @@ pub fn run(cli: Cli) -> CmdResult {
             Ok(exit::OK)
         }
         Command::Completions { shell } => completions::run(shell),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_and_overflow_is_an_error() {
+        for (text, secs) in [
+            ("30d", 30 * 86400),
+            ("12h", 12 * 3600),
+            ("15m", 900),
+            ("10s", 10),
+            ("45", 45),
+            ("0", 0),
+            ("1h30m", 5400),
+            ("P30D", 30 * 86400),
+            ("3650d", 3650 * 86400),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in [
+            "99999999999999d",
+            "99999999999999999999",
+            "18446744073709551616s",
+            "3651d",
+            "-5s",
+            "5 fortnights",
+            "",
+            "1y",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} parsed");
+        }
     }
 }

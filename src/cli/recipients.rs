@@ -1,5 +1,6 @@
 //! Who a file is sealed to: `-r` / `--keyring` flags, else the first matching rule of the
-//! nearest `.gitseal.yaml` (resolved once per rule).
+//! nearest trusted `.gitseal.yaml` below the Git root (resolved once per rule); configs
+//! passed over as untrusted are warned about on stderr.
 
 use super::{Failure, RecipientArgs};
 use crate::crypto::Recipient;
@@ -25,7 +26,11 @@ impl Recipients {
         if args.recipients.is_empty() && args.keyrings.is_empty() {
             let cwd = std::env::current_dir()
                 .map_err(|e| Failure::input(format!("cannot read the working directory: {e}")))?;
-            return Ok(match Config::find(&cwd)? {
+            let lookup = Config::find(&cwd)?;
+            for (file, why) in &lookup.ignored {
+                eprintln!("warning: ignoring {}: {why}", file.display());
+            }
+            return Ok(match lookup.config {
                 Some(config) => Recipients::Config {
                     config,
                     resolved: HashMap::new(),

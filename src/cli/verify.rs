@@ -1,5 +1,6 @@
 //! `gitseal verify`: the offline CI and pre-commit check of a manifest tree. Prints one
-//! `file:document:field: message` line per problem and exits 1 if there is any.
+//! `file:document:field: message` line per problem and exits 1 if there is any; an input over
+//! the limits (docs/format.md § Limits) stops it with exit 3, like any command's bad input.
 
 use super::io::{Source, expand};
 use super::recipients::Recipients;
@@ -17,6 +18,8 @@ struct Tally {
     sealed: usize,
     values_opened: usize,
     problems: Vec<String>,
+    /// An input over the limits: verify stops there and exits 3 (input error).
+    over_limit: Option<ManifestError>,
 }
 
 pub fn run(args: VerifyArgs) -> CmdResult {
@@ -47,9 +50,15 @@ pub fn run(args: VerifyArgs) -> CmdResult {
             !identities.is_empty(),
             &mut tally,
         );
+        if tally.over_limit.is_some() {
+            break;
+        }
     }
     for line in &tally.problems {
         println!("{line}");
+    }
+    if let Some(e) = tally.over_limit {
+        return Err(e.into());
     }
     eprintln!(
         "{} problem(s); checked {} file(s), {} SealedSecret(s){}",
@@ -78,14 +87,16 @@ fn verify_file(
 ) {
     let name = src.name();
     tally.files += 1;
-    let text = match src.read() {
+    let text = match src.read_manifest() {
         Ok(t) => t,
-        Err(f) => return tally.problems.push(f.message),
+        Err(e) if e.over_limit => return tally.over_limit = Some(e),
+        Err(e) => return tally.problems.push(e.to_string()),
     };
     let docs = match parse_documents(&name, &text) {
         Ok(d) => d,
         // Templates (Helm, Kustomize patches) need not be valid YAML; only manifests that
-        // look like Secrets must parse.
+        // look like Secrets must parse (and stay within the limits).
+        Err(e) if text.contains("Secret") && e.over_limit => return tally.over_limit = Some(e),
         Err(e) if text.contains("Secret") => return tally.problems.push(e.to_string()),
         Err(_) => return,
     };
@@ -115,12 +126,17 @@ fn verify_file(
             tally.sealed += 1;
             let sealed = match parse_sealed(doc) {
                 Ok(s) => s,
+                Err(e) if e.over_limit => return tally.over_limit = Some(e),
                 Err(e) => {
                     tally.problems.push(e.to_string());
                     continue;
                 }
             };
-            let problems = check_sealed(&sealed, &doc.at, known.as_ref());
+            let mut problems = check_sealed(&sealed, &doc.at, known.as_ref());
+            if let Some(i) = problems.iter().position(|p| p.over_limit) {
+                tally.over_limit = Some(problems.swap_remove(i));
+                return;
+            }
             let clean = problems.is_empty();
             tally
                 .problems

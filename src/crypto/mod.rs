@@ -13,7 +13,10 @@ mod wrap;
 pub use aead::{NONCE_LEN, TAG_LEN, open, seal, seal_with_nonce};
 pub use ids::{ENVELOPE_ID_LEN, KEY_ID_LEN, envelope_id, hex, key_id};
 pub use secret::{DataKey, Plaintext};
-pub use wrap::{Identity, Recipient, decrypt_file, encrypt_file, unwrap, wrap};
+pub use wrap::{
+    Identity, MAX_WRAPPED_KEY_LEN, MAX_WRAPPED_KEY_STANZAS, Recipient, check_wrapped, decrypt_file,
+    encrypt_file, unwrap, wrap,
+};
 
 /// What can go wrong in the crypto core. Messages never contain secret material.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,16 @@ pub enum CryptoError {
     NoMatchingIdentity,
     #[error("wrapped key is not a valid age file: {0}")]
     MalformedWrappedKey(String),
+    #[error(
+        "wrapped key is {len} bytes, over the limit of {max} (a gitseal wrapped key is one age X25519 stanza, 200-450 bytes)",
+        max = wrap::MAX_WRAPPED_KEY_LEN
+    )]
+    WrappedKeyTooLarge { len: usize },
+    #[error(
+        "wrapped key has {total} recipient stanza(s), {x25519} of them X25519: a gitseal wrapped key has exactly one X25519 stanza (and at most {max} in all)",
+        max = wrap::MAX_WRAPPED_KEY_STANZAS
+    )]
+    WrappedKeyStanzas { x25519: usize, total: usize },
     #[error("wrapped key does not hold a 32-byte data key")]
     BadDataKeyLength,
     #[error("data key does not match its envelope id (key commitment failed)")]

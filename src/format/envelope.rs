@@ -1,6 +1,7 @@
 //! Envelopes (one data key wrapped to each recipient, keyed by key id) and the seal / open /
 //! re-wrap operations that tie values, envelopes and identities together.
 
+use super::limits::MAX_WRAPPED_KEY_TEXT;
 use super::{FormatError, MAX_VALUE_LEN, Map, Scope, SealedValue, Target, aad};
 use crate::crypto::{self, DataKey, Identity, Plaintext, Recipient};
 use base64::Engine;
@@ -84,10 +85,14 @@ impl Sealer {
     }
 }
 
-/// Opens values with a set of identities, unwrapping each envelope once.
+/// Opens values with a set of identities, unwrapping each wrapping once. Unwrapped data keys
+/// are remembered by envelope id *and* the wrapped key they came from, so one file's good
+/// envelope never vouches for another file's envelope of the same id with a different
+/// (corrupted or substituted) wrapping: that one is unwrapped, and fails, on its own.
 pub struct Opener<'a> {
     identities: Vec<(String, &'a Identity)>,
-    keys: HashMap<String, DataKey>,
+    /// Envelope id → (wrapped key text, its data key), usually one entry per id.
+    keys: HashMap<String, Vec<(String, DataKey)>>,
 }
 
 impl<'a> Opener<'a> {
@@ -107,36 +112,33 @@ impl<'a> Opener<'a> {
     /// The data key of envelope `id`: picked by key id (no trial decryption), unwrapped,
     /// and checked against the envelope id (key commitment).
     pub fn data_key(&mut self, envelopes: &Envelopes, id: &str) -> Result<&DataKey, FormatError> {
-        if !self.keys.contains_key(id) {
-            let wrapped = envelopes
-                .get(id)
-                .ok_or_else(|| FormatError::MissingEnvelope(id.to_string()))?;
-            let (kid, identity) = self
-                .identities
-                .iter()
-                .find(|(kid, _)| wrapped.contains_key(kid))
-                .ok_or_else(|| FormatError::NotARecipient {
-                    envelope: id.to_string(),
-                    wanted: wrapped.keys().cloned().collect::<Vec<_>>().join(", "),
-                    have: self.key_ids().join(", "),
-                })?;
-            let bytes = STANDARD
-                .decode(&wrapped[kid])
-                .map_err(|_| FormatError::BadWrappedEncoding(id.to_string()))?;
-            let key =
-                crypto::unwrap(&bytes, &[*identity]).map_err(|source| FormatError::Unwrap {
-                    envelope: id.to_string(),
-                    source,
-                })?;
-            if crypto::envelope_id(&key) != id {
-                return Err(FormatError::Unwrap {
-                    envelope: id.to_string(),
-                    source: crypto::CryptoError::CommitmentMismatch,
-                });
+        let wrapped = envelopes
+            .get(id)
+            .ok_or_else(|| FormatError::MissingEnvelope(id.to_string()))?;
+        let (kid, identity) = self
+            .identities
+            .iter()
+            .find(|(kid, _)| wrapped.contains_key(kid))
+            .ok_or_else(|| FormatError::NotARecipient {
+                envelope: id.to_string(),
+                wanted: wrapped.keys().cloned().collect::<Vec<_>>().join(", "),
+                have: self.key_ids().join(", "),
+            })?;
+        let text = &wrapped[kid];
+        let known = self
+            .keys
+            .get(id)
+            .and_then(|seen| seen.iter().position(|(w, _)| w == text));
+        let index = match known {
+            Some(i) => i,
+            None => {
+                let key = unwrap_checked(id, text, identity)?;
+                let seen = self.keys.entry(id.to_string()).or_default();
+                seen.push((text.clone(), key));
+                seen.len() - 1
             }
-            self.keys.insert(id.to_string(), key);
-        }
-        Ok(&self.keys[id])
+        };
+        Ok(&self.keys[id][index].1)
     }
 
     /// Open value `key` of an object in `target` whose `spec.scope` is `scope`.
@@ -159,6 +161,27 @@ impl<'a> Opener<'a> {
         let data_key = self.data_key(envelopes, &sealed.envelope_id)?;
         Ok(crypto::open(data_key, &aad, &sealed.blob)?)
     }
+}
+
+/// Unwrap one wrapped key of envelope `id` and check it commits to `id`.
+fn unwrap_checked(id: &str, text: &str, identity: &Identity) -> Result<DataKey, FormatError> {
+    let unwrap_error = |source| FormatError::Unwrap {
+        envelope: id.to_string(),
+        source,
+    };
+    if text.len() > MAX_WRAPPED_KEY_TEXT {
+        return Err(unwrap_error(crypto::CryptoError::WrappedKeyTooLarge {
+            len: text.len() / 4 * 3,
+        }));
+    }
+    let bytes = STANDARD
+        .decode(text)
+        .map_err(|_| FormatError::BadWrappedEncoding(id.to_string()))?;
+    let key = crypto::unwrap(&bytes, &[identity]).map_err(unwrap_error)?;
+    if crypto::envelope_id(&key) != id {
+        return Err(unwrap_error(crypto::CryptoError::CommitmentMismatch));
+    }
+    Ok(key)
 }
 
 /// Re-wrap envelope `id` to `recipients` without touching any value: the data key is
@@ -253,6 +276,69 @@ mod tests {
                 err,
                 FormatError::Unwrap {
                     source: crypto::CryptoError::CommitmentMismatch,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_good_envelope_does_not_vouch_for_another_with_the_same_id() {
+        let (id, sealer, good) = setup();
+        let v = sealer.seal(T, "pw", b"x").unwrap();
+        let env_id = sealer.envelope().id.clone();
+        // The same envelope id, its wrapping replaced by one of another data key.
+        let mut bad = good.clone();
+        let wrong = crypto::wrap(&DataKey::generate(), &id.recipient()).unwrap();
+        bad.get_mut(&env_id)
+            .unwrap()
+            .insert(id.key_id(), STANDARD.encode(wrong));
+        let mut opener = Opener::new([&id]);
+        assert_eq!(
+            opener
+                .open(&good, Scope::Strict, T, "pw", &v)
+                .unwrap()
+                .expose(),
+            b"x"
+        );
+        let err = opener.open(&bad, Scope::Strict, T, "pw", &v).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FormatError::Unwrap {
+                    source: crypto::CryptoError::CommitmentMismatch,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A truncated wrapping fails too; the good one still opens from memory.
+        let mut cut = good.clone();
+        let text = cut[&env_id][&id.key_id()].clone();
+        cut.get_mut(&env_id)
+            .unwrap()
+            .insert(id.key_id(), text[..text.len() - 8].to_string());
+        assert!(opener.open(&cut, Scope::Strict, T, "pw", &v).is_err());
+        assert!(opener.open(&good, Scope::Strict, T, "pw", &v).is_ok());
+    }
+
+    #[test]
+    fn oversized_wrapped_keys_are_refused_before_decoding() {
+        let (id, sealer, mut envs) = setup();
+        let v = sealer.seal(T, "pw", b"x").unwrap();
+        let env_id = sealer.envelope().id.clone();
+        envs.get_mut(&env_id)
+            .unwrap()
+            .insert(id.key_id(), "A".repeat(MAX_WRAPPED_KEY_TEXT + 4));
+        let err = Opener::new([&id])
+            .open(&envs, Scope::Strict, T, "pw", &v)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FormatError::Unwrap {
+                    source: crypto::CryptoError::WrappedKeyTooLarge { .. },
                     ..
                 }
             ),

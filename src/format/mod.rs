@@ -3,10 +3,12 @@
 //! keys, and the seal / open / re-wrap operations over them. Versioned; no Kubernetes here.
 
 mod envelope;
+pub mod limits;
 mod scope;
 mod value;
 
 pub use envelope::{Envelope, Envelopes, Opener, Sealer, rewrap};
+pub use limits::MAX_VALUE_LEN;
 pub use scope::{Scope, Target, aad};
 pub use value::{FORMAT_VERSION, SealedValue};
 
@@ -42,9 +44,6 @@ pub mod map_serde {
         }
     }
 }
-
-/// Largest plain value gitseal seals (Kubernetes caps a whole Secret at 1 MiB).
-pub const MAX_VALUE_LEN: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {

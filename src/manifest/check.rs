@@ -1,24 +1,104 @@
-//! Offline checks of a SealedSecret that need no private key: every value parses and names
-//! an existing envelope, scopes agree, the binding matches the metadata, every envelope is
-//! used and wrapped only for known key ids. `gitseal verify` prints these; the controller
-//! reports them as `InvalidSpec`.
+//! Offline checks of a SealedSecret that need no private key: the input limits, every value
+//! parses and names an existing envelope, scopes agree, the binding matches the metadata,
+//! every envelope is used, every wrapped key is a one-stanza age file wrapped only for known
+//! key ids. `gitseal verify` prints these; the controller reports them as `InvalidSpec`.
 
 use super::convert::bound_to;
 use super::{Location, ManifestError};
 use crate::api::SealedSecret;
+use crate::crypto::{self, CryptoError};
+use crate::format::limits::{
+    MAX_DATA_LEN, MAX_ENVELOPES, MAX_KEY_IDS, MAX_SEALED_VALUE_TEXT, MAX_VALUES,
+    MAX_WRAPPED_KEY_TEXT, plain_len_of,
+};
 use crate::format::{SealedValue, Target};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
+/// The first input limit `sealed` exceeds (docs/format.md § Limits), found with work
+/// proportional to the number of entries only: nothing is decoded or decrypted.
+pub fn check_limits(sealed: &SealedSecret, at: &Location) -> Option<ManifestError> {
+    let spec = &sealed.spec;
+    let over =
+        |field: String, message: String| Some(ManifestError::over_limit(at.field(field), message));
+    if spec.encrypted_data.len() > MAX_VALUES {
+        return over(
+            "spec.encryptedData".into(),
+            format!(
+                "{} values, over the limit of {MAX_VALUES} per object",
+                spec.encrypted_data.len()
+            ),
+        );
+    }
+    if spec.envelopes.len() > MAX_ENVELOPES {
+        return over(
+            "spec.envelopes".into(),
+            format!(
+                "{} envelopes, over the limit of {MAX_ENVELOPES} per object (seal the whole Secret again to start with one)",
+                spec.envelopes.len()
+            ),
+        );
+    }
+    let mut data = 0usize;
+    for (key, value) in &spec.encrypted_data {
+        if value.len() > MAX_SEALED_VALUE_TEXT {
+            return over(
+                format!("spec.encryptedData.{key}"),
+                format!(
+                    "sealed value is {} characters, over the limit of {MAX_SEALED_VALUE_TEXT} (a 1 MiB value)",
+                    value.len()
+                ),
+            );
+        }
+        data += key.len() + plain_len_of(value).unwrap_or(0);
+    }
+    if data > MAX_DATA_LEN {
+        return over(
+            "spec.encryptedData".into(),
+            format!(
+                "keys and values add up to {data} bytes, over the {MAX_DATA_LEN}-byte limit of a Kubernetes Secret's data"
+            ),
+        );
+    }
+    for (id, wrapped) in &spec.envelopes {
+        if wrapped.len() > MAX_KEY_IDS {
+            return over(
+                format!("spec.envelopes.{id}"),
+                format!(
+                    "{} wrapped keys, over the limit of {MAX_KEY_IDS} per envelope",
+                    wrapped.len()
+                ),
+            );
+        }
+        for (kid, w) in wrapped {
+            if w.len() > MAX_WRAPPED_KEY_TEXT {
+                return over(
+                    format!("spec.envelopes.{id}.{kid}"),
+                    format!(
+                        "wrapped key is {} characters of base64, over the limit of {MAX_WRAPPED_KEY_TEXT} (a gitseal wrapped key is one age X25519 stanza, under 600)",
+                        w.len()
+                    ),
+                );
+            }
+        }
+    }
+    None
+}
+
 /// Every structural problem of `sealed`. `known_key_ids`: when given, envelopes naming
 /// any other key id are reported (a keyring or recovery key is missing, or a stranger's).
+/// An object over the input limits gets that one problem and no further checks.
 pub fn check_sealed(
     sealed: &SealedSecret,
     at: &Location,
     known_key_ids: Option<&BTreeSet<String>>,
 ) -> Vec<ManifestError> {
+    if let Some(over) = check_limits(sealed, at) {
+        return vec![over];
+    }
+    let mut problems_over = Vec::new();
     let mut problems = Vec::new();
     let mut problem = |field: String, message: String| {
         problems.push(ManifestError::input(at.field(field), message))
@@ -86,11 +166,16 @@ pub fn check_sealed(
         }
         for (kid, w) in wrapped {
             let field = format!("{field}.{kid}");
-            if STANDARD
+            let shape = STANDARD
                 .decode(w)
-                .map_or(true, |b| !b.starts_with(b"age-encryption.org/v1\n"))
-            {
-                problem(field.clone(), "wrapped key is not a base64 age file".into());
+                .map_err(|_| CryptoError::MalformedWrappedKey("invalid base64".into()))
+                .and_then(|b| crypto::check_wrapped(&b));
+            match shape {
+                Ok(()) => {}
+                Err(e @ CryptoError::WrappedKeyStanzas { .. }) => {
+                    problems_over.push(ManifestError::over_limit(at.field(&field), e.to_string()))
+                }
+                Err(_) => problem(field.clone(), "wrapped key is not a base64 age file".into()),
             }
             if let Some(known) = known_key_ids.filter(|k| !k.contains(kid)) {
                 let list = known.iter().cloned().collect::<Vec<_>>().join(", ");
@@ -103,6 +188,7 @@ pub fn check_sealed(
             }
         }
     }
+    problems.extend(problems_over);
     problems
 }
 

@@ -1,8 +1,9 @@
-//! `.gitseal.yaml`, found upward from the working directory: path patterns → keyrings,
-//! recovery recipients and default scope (first matching rule wins, like `.sops.yaml`'s
-//! creation rules), and what `gitseal verify` leaves out.
+//! `.gitseal.yaml`, found upward from the working directory up to the Git root: path
+//! patterns → keyrings, recovery recipients and default scope (first matching rule wins, like
+//! `.sops.yaml`'s creation rules), and what `gitseal verify` leaves out. A file others could
+//! have written (world-writable, or owned by another user) is ignored: it decides where
+//! secrets are sealed to.
 
-use super::docs::one_line;
 use super::keyring_file::KeyringFile;
 use super::{Location, ManifestError, Result};
 use crate::crypto::Recipient;
@@ -74,32 +75,59 @@ pub struct Resolved {
     pub scope: Option<Scope>,
 }
 
+/// What the lookup of `.gitseal.yaml` found: the config in use, and files it passed over
+/// because others could have written them (the CLI warns about each).
+#[derive(Debug, Default)]
+pub struct Lookup {
+    pub config: Option<Config>,
+    /// `(file, why)` of every `.gitseal.yaml` ignored on the way.
+    pub ignored: Vec<(PathBuf, String)>,
+}
+
 impl Config {
-    /// The nearest `.gitseal.yaml` at or above `start`, if any.
-    pub fn find(start: &Path) -> Result<Option<Config>> {
+    /// The nearest trusted `.gitseal.yaml` at or above `start`, looking no higher than the
+    /// Git root (the first directory with a `.git` entry). Files that are world-writable or
+    /// owned by another user than the one running gitseal are skipped and reported.
+    pub fn find(start: &Path) -> Result<Lookup> {
+        use std::io::Read;
         let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
+        let me = rustix::process::geteuid().as_raw();
+        let mut lookup = Lookup::default();
         for dir in start.ancestors() {
-            let file = dir.join(CONFIG_FILE);
-            if file.is_file() {
-                let text = std::fs::read_to_string(&file).map_err(|e| {
-                    ManifestError::input(
-                        Location::new(file.display().to_string(), 0),
-                        format!("cannot read: {e}"),
-                    )
-                })?;
-                return Config::parse(dir, &file.display().to_string(), &text).map(Some);
+            let path = dir.join(CONFIG_FILE);
+            let name = path.display().to_string();
+            let cannot = |e: std::io::Error| {
+                ManifestError::input(Location::new(&name, 0), format!("cannot read: {e}"))
+            };
+            // Checked on the opened file itself, so what is read is what was checked.
+            let opened = match std::fs::File::open(&path) {
+                Ok(f) => Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(cannot(e)),
+            };
+            if let Some(mut file) = opened {
+                let meta = file.metadata().map_err(cannot)?;
+                if meta.is_file() {
+                    if let Some(why) = untrusted(&meta, me) {
+                        lookup.ignored.push((path.clone(), why));
+                    } else {
+                        let mut text = String::new();
+                        file.read_to_string(&mut text).map_err(cannot)?;
+                        lookup.config = Some(Config::parse(dir, &name, &text)?);
+                        return Ok(lookup);
+                    }
+                }
+            }
+            if dir.join(".git").symlink_metadata().is_ok() {
+                break;
             }
         }
-        Ok(None)
+        Ok(lookup)
     }
 
     pub fn parse(dir: &Path, file: &str, text: &str) -> Result<Config> {
-        let raw: RawConfig = crate::yaml::from_str(text).map_err(|e| {
-            ManifestError::input(
-                Location::new(file, 0),
-                format!("invalid config: {}", one_line(&e.to_string())),
-            )
-        })?;
+        let raw: RawConfig = super::docs::parse_one(text, super::MAX_NODES)
+            .map_err(|e| super::docs::parse_error(Location::new(file, 0), "config", &e))?;
         let at = Location::new(file, 1);
         let mut rules = Vec::new();
         for (i, r) in raw.rules.into_iter().enumerate() {
@@ -211,6 +239,24 @@ impl Config {
     }
 }
 
+/// Why a config file with metadata `meta` must not be trusted by user `me`, if so.
+fn untrusted(meta: &std::fs::Metadata, me: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.mode() & 0o002 != 0 {
+        return Some(format!(
+            "it is world-writable (mode {:o}): anyone could choose the recipients",
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.uid() != me {
+        return Some(format!(
+            "it is owned by uid {}, not by you (uid {me}): chown it, or seal with -r/--keyring",
+            meta.uid()
+        ));
+    }
+    None
+}
+
 /// Read and check a keyring file from disk.
 pub fn read_keyring(path: &Path) -> Result<KeyringFile> {
     let file = path.display().to_string();
@@ -244,6 +290,83 @@ mod tests {
         assert_eq!(cfg.rule_for(None).unwrap().scope, None);
         assert!(cfg.excluded(&dir.path().join("x/testdata/s.yaml")));
         assert!(!cfg.excluded(&dir.path().join("x/s.yaml")));
+    }
+
+    fn rule_text() -> String {
+        let r = crate::crypto::Identity::generate().recipient();
+        format!("rules:\n  - recipients: [{}]\n", r.as_str())
+    }
+
+    #[test]
+    fn lookup_stops_at_the_git_root() {
+        let root = tempfile::tempdir().unwrap();
+        let repo = root.path().join("repo");
+        let deep = repo.join("clusters/prod");
+        std::fs::create_dir_all(&deep).unwrap();
+        // Above the repository: never read from inside it.
+        std::fs::write(root.path().join(CONFIG_FILE), rule_text()).unwrap();
+        std::fs::create_dir(repo.join(".git")).unwrap();
+        let found = Config::find(&deep).unwrap();
+        assert!(found.config.is_none(), "{:?}", found.config.map(|c| c.dir));
+        // Outside any repository the lookup goes on upwards.
+        std::fs::remove_dir(repo.join(".git")).unwrap();
+        let found = Config::find(&deep).unwrap();
+        assert_eq!(found.config.unwrap().dir, root.path());
+        // A worktree's `.git` file is a root too; the config in the root itself is found.
+        std::fs::write(repo.join(".git"), "gitdir: /elsewhere\n").unwrap();
+        assert!(Config::find(&deep).unwrap().config.is_none());
+        std::fs::write(repo.join(CONFIG_FILE), rule_text()).unwrap();
+        assert_eq!(Config::find(&deep).unwrap().config.unwrap().dir, repo);
+    }
+
+    #[test]
+    fn world_writable_or_foreign_configs_are_ignored() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let repo = root.path().join("repo");
+        let sub = repo.join("sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::create_dir(repo.join(".git")).unwrap();
+        std::fs::write(repo.join(CONFIG_FILE), rule_text()).unwrap();
+        let near = sub.join(CONFIG_FILE);
+        std::fs::write(&near, rule_text()).unwrap();
+        std::fs::set_permissions(&near, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let found = Config::find(&sub).unwrap();
+        assert_eq!(
+            found.config.unwrap().dir,
+            repo,
+            "the trusted one further up"
+        );
+        assert_eq!(found.ignored.len(), 1);
+        assert_eq!(found.ignored[0].0, near);
+        assert!(
+            found.ignored[0].1.contains("world-writable"),
+            "{:?}",
+            found.ignored
+        );
+
+        std::fs::set_permissions(&near, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(Config::find(&sub).unwrap().config.unwrap().dir, sub);
+        // Owned by someone else (we run as root in tests, so chown works; otherwise the
+        // ownership rule is checked on its own below).
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&near, Some(4242), Some(4242)).unwrap();
+            let found = Config::find(&sub).unwrap();
+            assert_eq!(found.config.unwrap().dir, repo);
+            assert!(
+                found.ignored[0].1.contains("owned by uid 4242"),
+                "{:?}",
+                found.ignored
+            );
+        }
+        let meta = std::fs::metadata(&near).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert!(untrusted(&meta, meta.uid()).is_none());
+        assert!(
+            untrusted(&meta, meta.uid() + 1)
+                .unwrap()
+                .contains("not by you")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use super::{ErrorKind, Location, ManifestError, Result, SecretInput};
 use crate::api::{SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
 use crate::crypto::{CryptoError, Plaintext, Recipient};
+use crate::format::limits::{MAX_DATA_LEN, MAX_VALUES};
 use crate::format::{FormatError, Map, Opener, Scope, SealedValue, Sealer, Target};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -86,6 +87,7 @@ pub fn seal(input: &SecretInput, opts: &SealOptions<'_>) -> Result<SealedSecret>
             "the Secret has no data (pass --allow-empty to seal it anyway)",
         ));
     }
+    check_data_limits(input)?;
     let target = Target {
         namespace: namespace.as_deref(),
         name: &input.name,
@@ -111,6 +113,30 @@ pub fn seal(input: &SecretInput, opts: &SealOptions<'_>) -> Result<SealedSecret>
     );
     sealed.metadata.namespace = namespace;
     Ok(sealed)
+}
+
+/// The limits of one Secret's data (docs/format.md § Limits): number of keys, and keys plus
+/// values within Kubernetes' 1 MiB.
+fn check_data_limits(input: &SecretInput) -> Result<()> {
+    if input.data.len() > MAX_VALUES {
+        return Err(ManifestError::over_limit(
+            input.at.field("data"),
+            format!(
+                "{} keys, over the limit of {MAX_VALUES} per object",
+                input.data.len()
+            ),
+        ));
+    }
+    let total: usize = input.data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_DATA_LEN {
+        return Err(ManifestError::over_limit(
+            input.at.field("data"),
+            format!(
+                "keys and values add up to {total} bytes, over the {MAX_DATA_LEN}-byte limit of a Kubernetes Secret's data"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn template(input: &SecretInput) -> Option<SecretTemplate> {
@@ -199,6 +225,10 @@ pub fn merge_into(
         }
         keep
     });
+    // The merged object must stay readable: within the limits every reader checks.
+    if let Some(over) = super::check_limits(existing, &input.at) {
+        return Err(over);
+    }
     Ok(outcome)
 }
 
@@ -225,11 +255,15 @@ pub fn wanted_key_id_refs(sealed: &SealedSecret) -> impl Iterator<Item = &str> {
 }
 
 /// Decrypt every value of `sealed`, where it stands (its own metadata namespace and name).
+/// An object over the input limits is refused before anything is unwrapped.
 pub fn open_values(
     sealed: &SealedSecret,
     at: &Location,
     opener: &mut Opener<'_>,
 ) -> Result<BTreeMap<String, Plaintext>> {
+    if let Some(over) = super::check_limits(sealed, at) {
+        return Err(over);
+    }
     let name = sealed.metadata.name.clone().unwrap_or_default();
     let target = Target {
         namespace: sealed.metadata.namespace.as_deref(),
@@ -261,6 +295,11 @@ fn classify(
 ) -> ManifestError {
     let msg = err.to_string();
     match err {
+        // A wrapped key over the limits is refused before any key is tried: bad input.
+        FormatError::Unwrap {
+            source: CryptoError::WrappedKeyTooLarge { .. } | CryptoError::WrappedKeyStanzas { .. },
+            ..
+        } => ManifestError::over_limit(at, msg),
         FormatError::NotARecipient { .. }
         | FormatError::Unwrap {
             source: CryptoError::NoMatchingIdentity,

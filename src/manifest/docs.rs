@@ -1,8 +1,135 @@
 //! Splitting a file into documents: YAML streams (`---`) or JSON (one object, or a
-//! `kind: List`), each as a generic JSON value for field-by-field validation.
+//! `kind: List`), each as a generic JSON value for field-by-field validation, within the
+//! input limits (docs/format.md § Limits): file size, documents, nesting depth, aliases and
+//! nodes after alias expansion, so a YAML bomb or a 10,000-deep nesting is refused quickly
+//! and in bounded memory.
 
 use super::{Location, ManifestError, Result};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// Largest manifest file read (one Kubernetes object is at most ~1.5 MiB; room for
+/// multi-document files and CRD bundles).
+pub const MAX_INPUT_LEN: usize = 64 * 1024 * 1024;
+/// Most documents in one file (YAML stream or JSON `List`), empty ones included.
+pub const MAX_DOCUMENTS: usize = 10_000;
+/// Most nodes (scalars, sequences, mappings, mapping keys) in one file after alias expansion:
+/// about 100 MB of parsed documents at worst.
+pub const MAX_NODES: usize = 1_000_000;
+/// Deepest nesting of sequences and mappings.
+pub const MAX_DEPTH: usize = 64;
+/// Most events one document may replay through aliases (`*anchor`): YAML bombs stop here.
+const MAX_ALIAS_REPLAY: usize = 10_000;
+/// Most alias uses in one document.
+const MAX_ALIASES: usize = 10_000;
+
+/// The YAML reader options: the crate's dialect (duplicate keys rejected) with a budget of
+/// at most `max_nodes` nodes.
+fn options(max_nodes: usize) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    // Far above max_depth: the scanner reads up to 1,024 characters ahead (simple keys) before
+    // the parser emits events, and a lower limit would stop `[[[…` as a syntax error before
+    // the depth budget (a limit breach) sees it. The scanner's nesting is only a counter.
+    budget.flow_nesting_limit = 4096;
+    budget.max_nodes = max_nodes;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_anchors = MAX_ALIASES;
+    budget.max_events = 4 * MAX_NODES;
+    // Anchored collections keep copies of their events for replay: bounded like replay.
+    budget.max_recorded_anchor_events = 10 * MAX_ALIAS_REPLAY;
+    budget.max_recorded_anchor_bytes = 16 << 20;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAY.min(max_nodes);
+    options
+}
+
+/// Parse one YAML (or JSON) document within the input limits.
+pub(crate) fn parse_one<T: DeserializeOwned>(
+    text: &str,
+    max_nodes: usize,
+) -> std::result::Result<T, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options(text, options(max_nodes))
+}
+
+/// Whether a parser error is a breach of the input limits (rather than bad syntax).
+pub(crate) fn is_limit(e: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::Error as E;
+    let mut e = e;
+    while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = e {
+        e = error;
+    }
+    matches!(
+        e,
+        E::Budget { .. }
+            | E::AliasReplayLimitExceeded { .. }
+            | E::AliasExpansionLimitExceeded { .. }
+            | E::AliasReplayStackDepthExceeded { .. }
+            | E::AliasReplayCounterOverflow { .. }
+    )
+}
+
+/// The located error of a failed parse: over the limits, or invalid `what` (YAML, JSON, …).
+pub(crate) fn parse_error(at: Location, what: &str, e: &serde_saphyr::Error) -> ManifestError {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut root = e;
+    while let serde_saphyr::Error::WithSnippet { error, .. } = root {
+        root = error;
+    }
+    // The budget's own words are a Debug dump (`Depth { depth: 65 }`): say it plainly.
+    let plain = match root {
+        serde_saphyr::Error::Budget { breach, location } => {
+            let what = match breach {
+                B::Depth { .. } => Some(format!("nested deeper than {MAX_DEPTH} levels")),
+                B::Nodes { .. } => Some(format!("more than {MAX_NODES} nodes in the file")),
+                B::Aliases { .. } => Some(format!("more than {MAX_ALIASES} aliases")),
+                B::Anchors { .. } => Some(format!("more than {MAX_ALIASES} anchors")),
+                _ => None,
+            };
+            what.map(|w| format!("line {} column {}: {w}", location.line(), location.column()))
+        }
+        _ => None,
+    };
+    let detail = plain.unwrap_or_else(|| one_line(&e.to_string()));
+    if is_limit(e) {
+        ManifestError::over_limit(
+            at,
+            format!("over gitseal's input limits (docs/format.md § Limits): {detail}"),
+        )
+    } else {
+        ManifestError::input(at, format!("invalid {what}: {detail}"))
+    }
+}
+
+/// Nodes of a parsed value, mapping keys included (what [`MAX_NODES`] counts).
+fn nodes(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(nodes).sum::<usize>(),
+        Value::Object(m) => 1 + m.values().map(|v| 1 + nodes(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// Count `value`'s nodes against the `left` of its file's [`MAX_NODES`].
+fn take(left: &mut usize, at: &Location, value: &Value) -> Result<()> {
+    *left = left.checked_sub(nodes(value)).ok_or_else(|| {
+        ManifestError::over_limit(
+            at.clone(),
+            format!(
+                "the file holds more than {MAX_NODES} nodes after alias expansion (docs/format.md § Limits)"
+            ),
+        )
+    })?;
+    Ok(())
+}
+
+fn too_many_documents(file: &str) -> ManifestError {
+    ManifestError::over_limit(
+        Location::new(file, 0),
+        format!("more than {MAX_DOCUMENTS} documents (docs/format.md § Limits)"),
+    )
+}
 
 /// Serialization format of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,16 +156,26 @@ pub struct Document {
 }
 
 /// Every non-empty document of `text` (read from `file`). Duplicate mapping keys, YAML
-/// syntax errors and truncated JSON are errors naming the file and position.
+/// syntax errors and truncated JSON are errors naming the file and position; so is input
+/// over the limits (with [`ManifestError::over_limit`] set).
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
+    if text.len() > MAX_INPUT_LEN {
+        return Err(ManifestError::over_limit(
+            Location::new(file, 0),
+            format!(
+                "{} bytes, over the {} MiB limit of a manifest file",
+                text.len(),
+                MAX_INPUT_LEN >> 20
+            ),
+        ));
+    }
+    let mut left = MAX_NODES;
     match Format::sniff(text) {
         Format::Json => {
-            let value: Value = crate::yaml::from_str(text).map_err(|e| {
-                ManifestError::input(
-                    Location::new(file, 0),
-                    format!("invalid JSON: {}", one_line(&e.to_string())),
-                )
-            })?;
+            let at = Location::new(file, 0);
+            let value: Value =
+                parse_one(text, MAX_NODES).map_err(|e| parse_error(at.clone(), "JSON", &e))?;
+            take(&mut left, &at, &value)?;
             let values = if value.get("kind").and_then(Value::as_str) == Some("List") {
                 value
                     .get("items")
@@ -48,6 +185,9 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
             } else {
                 vec![value]
             };
+            if values.len() > MAX_DOCUMENTS {
+                return Err(too_many_documents(file));
+            }
             Ok(values
                 .into_iter()
                 .enumerate()
@@ -58,8 +198,9 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
                 .collect())
         }
         Format::Yaml => {
+            let parts = split_yaml(text, MAX_DOCUMENTS).ok_or_else(|| too_many_documents(file))?;
             let mut docs = Vec::new();
-            for (i, part) in split_yaml(text).into_iter().enumerate() {
+            for (i, part) in parts.into_iter().enumerate() {
                 let at = Location::new(file, i + 1);
                 if part
                     .lines()
@@ -67,12 +208,9 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>> {
                 {
                     continue;
                 }
-                let value: Value = crate::yaml::from_str(part).map_err(|e| {
-                    ManifestError::input(
-                        at.clone(),
-                        format!("invalid YAML: {}", one_line(&e.to_string())),
-                    )
-                })?;
+                let value: Value = parse_one(part, left.max(1))
+                    .map_err(|e| parse_error(at.clone(), "YAML", &e))?;
+                take(&mut left, &at, &value)?;
                 if !value.is_null() {
                     docs.push(Document { at, value });
                 }
@@ -106,7 +244,8 @@ pub fn emit_documents<T: serde::Serialize>(objects: &[T], format: Format) -> Str
 /// Split a YAML stream at document markers. A `---` or `...` line at column 0 always ends a
 /// document in YAML 1.2 (block and flow scalars cannot contain one), so this is exact and
 /// keeps document numbers for error messages even where documents are empty.
-fn split_yaml(text: &str) -> Vec<&str> {
+/// `None` when there are more than `max` documents.
+fn split_yaml(text: &str, max: usize) -> Option<Vec<&str>> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut offset = 0;
@@ -121,6 +260,9 @@ fn split_yaml(text: &str) -> Vec<&str> {
         if marker("---") || marker("...") {
             if offset > 0 || marker("...") {
                 parts.push(&text[start..offset]);
+                if parts.len() >= max {
+                    return None;
+                }
             }
             // Content after `--- ` on the marker line belongs to the new document.
             start = if marker("---") {
@@ -132,7 +274,7 @@ fn split_yaml(text: &str) -> Vec<&str> {
         offset += line.len();
     }
     parts.push(&text[start..]);
-    parts
+    Some(parts)
 }
 
 /// Parser messages can span lines and carry hints for library users; keep the gist.
@@ -229,6 +371,44 @@ mod tests {
             err.to_string().starts_with("f.yaml:2: invalid YAML"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn bombs_deep_nesting_and_too_many_documents_are_over_the_limits() {
+        let mut bomb = String::from("a: &a lol\n");
+        let mut prev = "a".to_string();
+        for level in 0..9 {
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            bomb.push_str(&format!("l{level}: &l{level} [{refs}]\n"));
+            prev = format!("l{level}");
+        }
+        let deep_flow = format!("a: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+        let deep_block = format!("{}x\n", "- ".repeat(10_000));
+        let deep_json = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let many_docs = "a: 1\n---\n".repeat(MAX_DOCUMENTS + 1);
+        let wide = format!("[{}]", vec!["1"; MAX_NODES + 1].join(","));
+        for (what, text) in [
+            ("alias bomb", bomb.as_str()),
+            ("deep flow", &deep_flow),
+            ("deep block", &deep_block),
+            ("deep JSON", &deep_json),
+            ("documents", &many_docs),
+            ("nodes", &wide),
+        ] {
+            let err = parse_documents("f.yaml", text).unwrap_err();
+            assert!(err.over_limit, "{what}: {err}");
+            assert!(err.to_string().starts_with("f.yaml"), "{what}: {err}");
+        }
+        // Depth and aliases within reason still read.
+        let ok = format!(
+            "a: {}1{}\nb: &x [1, 2]\nc: *x\n",
+            "[".repeat(60),
+            "]".repeat(60)
+        );
+        let docs = parse_documents("f.yaml", &ok).unwrap();
+        assert_eq!(docs[0].value["c"], serde_json::json!([1, 2]));
+        // Syntax errors stay syntax errors.
+        assert!(!parse_documents("f.yaml", "a: [\n").unwrap_err().over_limit);
     }
 
     #[test]

@@ -58,15 +58,8 @@ impl KeyringFile {
     /// Parse and check a keyring file: kind, every public key, every key id.
     pub fn parse(file: &str, text: &str) -> Result<Self> {
         let at = Location::new(file, 1);
-        let ring: KeyringFile = crate::yaml::from_str(text).map_err(|e| {
-            ManifestError::input(
-                Location::new(file, 0),
-                format!(
-                    "invalid keyring file: {}",
-                    super::docs::one_line(&e.to_string())
-                ),
-            )
-        })?;
+        let ring: KeyringFile = super::docs::parse_one(text, super::MAX_NODES)
+            .map_err(|e| super::docs::parse_error(Location::new(file, 0), "keyring file", &e))?;
         if ring.api_version != API_VERSION || ring.kind != KEYRING_KIND {
             return Err(ManifestError::input(
                 at.field("kind"),

@@ -10,13 +10,16 @@ mod keyring_file;
 mod sealed;
 mod secret;
 
-pub use check::{check_sealed, is_plain_secret_with_data, is_sops_encrypted};
-pub use config::{CONFIG_FILE, Config, Resolved, Rule, VerifyConfig, read_keyring};
+pub use check::{check_limits, check_sealed, is_plain_secret_with_data, is_sops_encrypted};
+pub use config::{CONFIG_FILE, Config, Lookup, Resolved, Rule, VerifyConfig, read_keyring};
 pub use convert::{
     MergeOutcome, SealOptions, bound_to, merge_into, open_values, seal, unseal, wanted_key_id_refs,
     wanted_key_ids,
 };
-pub use docs::{Document, Format, emit_documents, parse_documents};
+pub use docs::{
+    Document, Format, MAX_DEPTH, MAX_DOCUMENTS, MAX_INPUT_LEN, MAX_NODES, emit_documents,
+    parse_documents,
+};
 pub use keyring_file::{KEYRING_KIND, KeyringEntry, KeyringFile, KeyringMeta};
 pub use sealed::{emit_sealed, is_sealed, parse_sealed};
 pub use secret::{SCOPE_ANNOTATION, SecretInput, check_key, is_secret, parse_secret};
@@ -66,6 +69,9 @@ pub struct ManifestError {
     pub at: Location,
     pub message: String,
     pub kind: ErrorKind,
+    /// The input exceeds one of gitseal's input limits (docs/format.md § Limits): it was not
+    /// read further. `gitseal verify` stops at such an input with exit 3.
+    pub over_limit: bool,
 }
 
 /// Class of a manifest error: exit codes and the controller's condition reasons follow it.
@@ -94,11 +100,20 @@ impl ManifestError {
             at,
             message: message.into(),
             kind,
+            over_limit: false,
         }
     }
 
     pub fn input(at: Location, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Input, at, message)
+    }
+
+    /// Input over one of the documented limits (an input error that stops reading).
+    pub fn over_limit(at: Location, message: impl Into<String>) -> Self {
+        Self {
+            over_limit: true,
+            ..Self::input(at, message)
+        }
     }
 }
 
