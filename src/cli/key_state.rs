@@ -3,17 +3,10 @@
 //! rows of `keys list`, the entries `keys fetch` publishes, the verdict `keys retire` waits
 //! for, and which other field managers (GitOps agents) own `spec.state`.
 
-use crate::api::{KeyState, SealingKey, SealingKeyStatus};
+use crate::api::{KeyState, RETIRE_REFUSED, RETIRED_CONDITION, SealingKey, SealingKeyStatus};
 use crate::crypto::Recipient;
 use crate::manifest::KeyringEntry;
 use kube::ResourceExt;
-
-// The condition type and reasons of src/api/sealing_key.rs (`RETIRED_CONDITION`,
-// `RETIRE_REFUSED`, `DELETION_BLOCKED`), which that module does not re-export on this branch.
-/// Condition type of a retirement's verdict.
-const RETIRED_CONDITION: &str = "Retired";
-/// Reason of a refused retirement.
-const RETIRE_REFUSED: &str = "RetireRefused";
 
 /// The field manager of the CLI's writes to SealingKeys (`rotate`, `keys retire`).
 pub const CLI_FIELD_MANAGER: &str = "gitseal-cli";
