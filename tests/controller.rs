@@ -59,12 +59,14 @@ async fn unseals_reports_status_and_events() {
         .map(|r| r.key_id())
         .collect();
     assert_eq!(status.key_ids, active);
-    assert!(
+    // Events follow the status write.
+    wait_for(Duration::from_secs(30), || async {
         env.events_for(&ns, "db")
             .await
             .iter()
             .any(|e| e.contains("Unsealed"))
-    );
+    })
+    .await;
     ctl.assert_no_plain_text(&env, &ns, &["hunter2-plain", "admin-plain"])
         .await;
 }

@@ -352,7 +352,7 @@ async fn template_policy_refuses_what_others_trust() {
     ];
     let good = with_template(
         base("fine", &ns),
-        Some("kubernetes.io/basic-auth"),
+        Some("example.com/api-token"),
         &[("app.kubernetes.io/name", "fine")],
         &[("note", "ok")],
     );

@@ -153,6 +153,11 @@ pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>)
         .saturating_mul(1u32 << n.min(10))
         .min(Duration::from_secs(300));
     tracing::info!(object = %ObjectRef::from_obj(&*sealed), reason = error.reason(), retry_in = ?delay, "not ready");
+    // What the API server said goes to the operator's log only (status and Events carry the
+    // scrubbed form), at debug level: a webhook's or server's message can quote request data.
+    if let Error::Kube(e) = error {
+        tracing::debug!(object = %ObjectRef::from_obj(&*sealed), error = %e, "API request failed");
+    }
     Action::requeue(delay)
 }
 
@@ -258,19 +263,23 @@ fn verified_key_ids(
             .copied()
             .filter(|i| wrapped.contains_key(&i.key_id()))
             .collect();
-        // The opener unwraps with the first held identity the envelope names.
-        let Some((first, rest)) = held.split_first() else {
-            continue;
-        };
-        if opener.data_key(&sealed.spec.envelopes, id).is_ok() {
-            used.insert(memo::key_id_hash(&first.key_id()));
-        }
-        for other in rest {
-            if Opener::new([*other])
-                .data_key(&sealed.spec.envelopes, id)
-                .is_ok()
-            {
-                used.insert(memo::key_id_hash(&other.key_id()));
+        // One held wrapping (the usual case): the opener's own unwrap verifies it. Several
+        // (during a rotation): each is verified on its own, so a bad one counts for nothing.
+        let opened = opener.data_key(&sealed.spec.envelopes, id).is_ok();
+        match held.as_slice() {
+            [only] if opened => {
+                used.insert(memo::key_id_hash(&only.key_id()));
+            }
+            [_] | [] => {}
+            several => {
+                for identity in several {
+                    if Opener::new([*identity])
+                        .data_key(&sealed.spec.envelopes, id)
+                        .is_ok()
+                    {
+                        used.insert(memo::key_id_hash(&identity.key_id()));
+                    }
+                }
             }
         }
     }

@@ -110,35 +110,45 @@ impl<'a> Opener<'a> {
     }
 
     /// The data key of envelope `id`: picked by key id (no trial decryption), unwrapped,
-    /// and checked against the envelope id (key commitment).
+    /// and checked against the envelope id (key commitment). When the envelope wraps to
+    /// several held keys and one wrapping is bad (anyone can add a stanza under a key id),
+    /// the next held key is tried; the first failure is reported if none opens it.
     pub fn data_key(&mut self, envelopes: &Envelopes, id: &str) -> Result<&DataKey, FormatError> {
         let wrapped = envelopes
             .get(id)
             .ok_or_else(|| FormatError::MissingEnvelope(id.to_string()))?;
-        let (kid, identity) = self
+        let mut first_error = None;
+        for (kid, identity) in self
             .identities
             .iter()
-            .find(|(kid, _)| wrapped.contains_key(kid))
-            .ok_or_else(|| FormatError::NotARecipient {
-                envelope: id.to_string(),
-                wanted: wrapped.keys().cloned().collect::<Vec<_>>().join(", "),
-                have: self.key_ids().join(", "),
-            })?;
-        let text = &wrapped[kid];
-        let known = self
-            .keys
-            .get(id)
-            .and_then(|seen| seen.iter().position(|(w, _)| w == text));
-        let index = match known {
-            Some(i) => i,
-            None => {
-                let key = unwrap_checked(id, text, identity)?;
-                let seen = self.keys.entry(id.to_string()).or_default();
-                seen.push((text.clone(), key));
-                seen.len() - 1
-            }
-        };
-        Ok(&self.keys[id][index].1)
+            .filter(|(kid, _)| wrapped.contains_key(kid))
+        {
+            let text = &wrapped[kid];
+            let known = self
+                .keys
+                .get(id)
+                .and_then(|seen| seen.iter().position(|(w, _)| w == text));
+            let index = match known {
+                Some(i) => i,
+                None => match unwrap_checked(id, text, identity) {
+                    Ok(key) => {
+                        let seen = self.keys.entry(id.to_string()).or_default();
+                        seen.push((text.clone(), key));
+                        seen.len() - 1
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        continue;
+                    }
+                },
+            };
+            return Ok(&self.keys[id][index].1);
+        }
+        Err(first_error.unwrap_or_else(|| FormatError::NotARecipient {
+            envelope: id.to_string(),
+            wanted: wrapped.keys().cloned().collect::<Vec<_>>().join(", "),
+            have: self.key_ids().join(", "),
+        }))
     }
 
     /// Open value `key` of an object in `target` whose `spec.scope` is `scope`.

@@ -56,7 +56,9 @@ fn logs() -> Arc<Mutex<Vec<u8>>> {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let writer = buf.clone();
         let _ = tracing_subscriber::fmt()
-            .with_env_filter("info,kube=warn")
+            .with_env_filter(
+                std::env::var("GITSEAL_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
+            )
             .with_writer(move || LogWriter(writer.clone()))
             .try_init();
         buf
