@@ -443,23 +443,23 @@ async fn gitops_agent_and_controller_never_fight_over_keys() {
     while start.elapsed() < Duration::from_secs(30) {
         let step = (start.elapsed().as_secs() / 8).min(2) as usize;
         sync(steps[step].clone()).await;
-        if step == 2 && !moved {
-            if let Some(k) = key_opt(&env, "prod-a").await
-                && condition(&k, RETIRED_CONDITION).is_some_and(|c| c.reason == RETIRE_REFUSED)
-            {
-                seen_refusal = true;
-                // The object moves to the new key (a reseal with --drop-old, done by hand here).
-                let b = key(&env, "prod-b").await;
-                let obj = seal_with(
-                    &[recipient_of(&b)],
-                    &ns,
-                    "db",
-                    &[("password", "gitops-plain")],
-                    "strict",
-                );
-                env.apply_sealed(&ns, &obj).await;
-                moved = true;
-            }
+        if step == 2
+            && !moved
+            && let Some(k) = key_opt(&env, "prod-a").await
+            && condition(&k, RETIRED_CONDITION).is_some_and(|c| c.reason == RETIRE_REFUSED)
+        {
+            seen_refusal = true;
+            // The object moves to the new key (a reseal with --drop-old, done by hand here).
+            let b = key(&env, "prod-b").await;
+            let obj = seal_with(
+                &[recipient_of(&b)],
+                &ns,
+                "db",
+                &[("password", "gitops-plain")],
+                "strict",
+            );
+            env.apply_sealed(&ns, &obj).await;
+            moved = true;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
