@@ -185,10 +185,13 @@ async fn rotation_drill() {
         .find(|k| k.status.as_ref().and_then(|s| s.key_id.as_deref()) == Some(&old_key))
         .unwrap()
         .name_any();
-    assert_eq!(
-        gitseal(&["keys", "retire", &old_name], &env.kubeconfig).0,
-        0
+    // `keys retire` waits for the controller's verdict: refused, exit 6, with its reason.
+    let (code, _, stderr) = gitseal(
+        &["keys", "retire", &old_name, "--timeout", "120s"],
+        &env.kubeconfig,
     );
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("still use this key"), "{stderr}");
     let keys: Api<SealingKey> = Api::all(env.client.clone());
     wait_for(Duration::from_secs(60), || async {
         keys.get(&old_name)
@@ -280,10 +283,11 @@ async fn rotation_drill() {
         })
     })
     .await;
-    assert_eq!(
-        gitseal(&["keys", "retire", &old_name], &env.kubeconfig).0,
-        0
+    let (code, _, stderr) = gitseal(
+        &["keys", "retire", &old_name, "--timeout", "120s"],
+        &env.kubeconfig,
     );
+    assert_eq!(code, 0, "{stderr}");
     wait_for(Duration::from_secs(120), || async {
         env.secrets(SYSTEM_NS)
             .get_opt(&gitseal::keyring::key_secret_name(&old_name))
