@@ -272,7 +272,14 @@ async fn disaster_recovery_drill() {
         let before = snapshot(&env, &nss, 50).await;
         ok(&["keys", "fetch", "-o", keyring], &env.kubeconfig);
         ok(
-            &["keys", "backup", "-r", admin.recipient().as_str(), "-o", backup],
+            &[
+                "keys",
+                "backup",
+                "-r",
+                admin.recipient().as_str(),
+                "-o",
+                backup,
+            ],
             &env.kubeconfig,
         );
         (files, before, key_ids(&env).await)
@@ -304,14 +311,26 @@ async fn disaster_recovery_drill() {
         );
         namespaces(&env, &nss).await;
         ok(
-            &["keys", "restore", "-i", admin_file, "--keyring", keyring, backup],
+            &[
+                "keys",
+                "restore",
+                "-i",
+                admin_file,
+                "--keyring",
+                keyring,
+                backup,
+            ],
             &env.kubeconfig,
         );
         let _ctl = env.controller("b").await;
         apply(&env, &files).await;
         let after = snapshot(&env, &nss, 50).await;
         assert_eq!(before, after, "every Secret byte-identical after recovery");
-        assert_eq!(key_ids(&env).await, old_keys, "same key names and ids; no new key");
+        assert_eq!(
+            key_ids(&env).await,
+            old_keys,
+            "same key names and ids; no new key"
+        );
         assert_eq!(the_active_key(&env).await.0, "gitseal-2");
         assert_key_secrets_trusted(&env, &["gitseal-1", "gitseal-2"]).await;
     }
@@ -330,11 +349,21 @@ async fn disaster_recovery_drill() {
     // Git is applied before anyone thinks of the backup: nothing opens yet.
     apply(&env, &files).await;
     let log = ok(
-        &["keys", "restore", "-i", admin_file, "--keyring", keyring, backup],
+        &[
+            "keys",
+            "restore",
+            "-i",
+            admin_file,
+            "--keyring",
+            keyring,
+            backup,
+        ],
         &env.kubeconfig,
     );
     assert!(
-        log.contains("restored gitseal-1 as gitseal-1-restored (the name gitseal-1 is taken by another key)"),
+        log.contains(
+            "restored gitseal-1 as gitseal-1-restored (the name gitseal-1 is taken by another key)"
+        ),
         "{log}"
     );
     assert!(log.contains("restored gitseal-2: key id"), "{log}");
@@ -345,7 +374,10 @@ async fn disaster_recovery_drill() {
     );
     let want = BTreeMap::from([
         ("gitseal-1".to_string(), fresh_id.clone()),
-        ("gitseal-1-restored".to_string(), old_keys["gitseal-1"].clone()),
+        (
+            "gitseal-1-restored".to_string(),
+            old_keys["gitseal-1"].clone(),
+        ),
         ("gitseal-2".to_string(), old_keys["gitseal-2"].clone()),
     ]);
     assert_eq!(
@@ -356,7 +388,15 @@ async fn disaster_recovery_drill() {
     the_active_key(&env).await;
     assert_key_secrets_trusted(&env, &["gitseal-1-restored", "gitseal-2"]).await;
     let log = ok(
-        &["keys", "restore", "-i", admin_file, "--keyring", keyring, backup],
+        &[
+            "keys",
+            "restore",
+            "-i",
+            admin_file,
+            "--keyring",
+            keyring,
+            backup,
+        ],
         &env.kubeconfig,
     );
     assert_eq!(log.matches("is already restored").count(), 2, "{log}");
@@ -392,7 +432,11 @@ async fn cluster_state(env: &Env) -> Vec<String> {
         .collect();
     let secrets: Api<Secret> = env.secrets(SYSTEM_NS);
     for s in secrets.list(&ListParams::default()).await.unwrap().items {
-        out.push(format!("secret {} {:?}", s.name_any(), s.resource_version()));
+        out.push(format!(
+            "secret {} {:?}",
+            s.name_any(),
+            s.resource_version()
+        ));
     }
     out.sort();
     out
@@ -457,7 +501,12 @@ async fn restore_refuses_forged_bundles() {
         (
             vec!["--keyring", keyring],
             // Someone else's identity under the committed key's public key and id.
-            bundle(vec![entry(&name("forged"), &b, &a.recipient(), &a.key_id())]),
+            bundle(vec![entry(
+                &name("forged"),
+                &b,
+                &a.recipient(),
+                &a.key_id(),
+            )]),
             3,
             vec![format!(
                 "keys[0] ({}):publicKey: the identity is not the private key of {}",
@@ -468,7 +517,12 @@ async fn restore_refuses_forged_bundles() {
         (
             vec!["--keyring", keyring],
             // A consistent identity and public key, but the committed key's id.
-            bundle(vec![entry(&name("forged-id"), &b, &b.recipient(), &a.key_id())]),
+            bundle(vec![entry(
+                &name("forged-id"),
+                &b,
+                &b.recipient(),
+                &a.key_id(),
+            )]),
             3,
             vec![format!(
                 "keys[0] ({}):keyId: key id {} does not belong to public key {}",
@@ -481,12 +535,18 @@ async fn restore_refuses_forged_bundles() {
             vec!["--keyring", keyring],
             bundle(vec![future.clone()]),
             3,
-            vec![format!("keys[0] ({}):created: ", name("future")), "is in the future".into()],
+            vec![
+                format!("keys[0] ({}):created: ", name("future")),
+                "is in the future".into(),
+            ],
         ),
         (
             vec!["--keyring", keyring],
             // One good entry and one the keyring does not list: nothing at all is created.
-            bundle(vec![good.clone(), entry(&name("stranger"), &c, &c.recipient(), &c.key_id())]),
+            bundle(vec![
+                good.clone(),
+                entry(&name("stranger"), &c, &c.recipient(), &c.key_id()),
+            ]),
             3,
             vec![
                 format!(
@@ -524,13 +584,21 @@ async fn restore_refuses_forged_bundles() {
         let run = gitseal(&args, &kc);
         assert_eq!(run.code, code, "{args:?}: {}", run.stderr);
         for w in &want {
-            assert!(run.stderr.contains(w.as_str()), "{w:?} not in {}", run.stderr);
+            assert!(
+                run.stderr.contains(w.as_str()),
+                "{w:?} not in {}",
+                run.stderr
+            );
         }
         assert!(
             !run.stderr.contains("AGE-SECRET-KEY"),
             "no key material in errors"
         );
-        assert_eq!(cluster_state(&env).await, state, "{args:?} changed the cluster");
+        assert_eq!(
+            cluster_state(&env).await,
+            state,
+            "{args:?} changed the cluster"
+        );
     }
 
     // A bundle the admin vouches for: created as stated, the key Secret from the SealingKey
@@ -538,7 +606,10 @@ async fn restore_refuses_forged_bundles() {
     let mut trusted = entry(&name("trusted"), &c, &c.recipient(), &c.key_id());
     trusted["created"] = "2026-01-02T03:04:05Z".into();
     let file = bundle(vec![trusted]);
-    let run = gitseal(&["keys", "restore", "-i", admin_file, "--trust-bundle", &file], &kc);
+    let run = gitseal(
+        &["keys", "restore", "-i", admin_file, "--trust-bundle", &file],
+        &kc,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let keys_api: Api<SealingKey> = Api::all(env.client.clone());
     let key = keys_api.get(&name("trusted")).await.unwrap();
@@ -546,7 +617,10 @@ async fn restore_refuses_forged_bundles() {
     let status = key.status.clone().unwrap();
     assert_eq!(status.key_id.as_deref(), Some(c.key_id().as_str()));
     assert_eq!(status.public_key.as_deref(), Some(c.recipient().as_str()));
-    assert_eq!(status.created.unwrap().0.to_string(), "2026-01-02T03:04:05Z");
+    assert_eq!(
+        status.created.unwrap().0.to_string(),
+        "2026-01-02T03:04:05Z"
+    );
     assert_key_secrets_trusted(&env, &[&name("trusted")]).await;
 
     // Clean up the shared cluster (no controller runs here to lift finalizers).

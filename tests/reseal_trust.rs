@@ -24,14 +24,14 @@ struct Run {
     stderr: String,
 }
 
+/// Run gitseal in `dir`; commands that talk to the cluster get `--kubeconfig`.
 fn gitseal(dir: &Path, args: &[&str], kubeconfig: &Path) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_gitseal"))
-        .current_dir(dir)
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitseal"));
+    cmd.current_dir(dir).args(args);
+    if !matches!(args[0], "seal" | "unseal") {
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+    }
+    let out = cmd.output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into(),
@@ -73,7 +73,11 @@ async fn active_key_id(env: &Env) -> Option<(String, String)> {
         .items
         .iter()
         .filter(|k| {
-            k.status.as_ref().and_then(|s| s.state).unwrap_or(k.spec.state) == KeyState::Active
+            k.status
+                .as_ref()
+                .and_then(|s| s.state)
+                .unwrap_or(k.spec.state)
+                == KeyState::Active
         })
         .filter_map(|k| Some((k.name_any(), k.status.as_ref()?.key_id.clone()?)))
         .collect();
@@ -134,7 +138,11 @@ async fn reseal_takes_only_trusted_rewraps() {
     )
     .unwrap();
     env.keyring().await;
-    ok(gitseal(root, &["keys", "fetch", "-o", "clusters/keyring.yaml"], &kc));
+    ok(gitseal(
+        root,
+        &["keys", "fetch", "-o", "clusters/keyring.yaml"],
+        &kc,
+    ));
     std::fs::copy(
         root.join("clusters/keyring.yaml"),
         root.join("keyring-before-rotation.yaml"),
@@ -149,7 +157,11 @@ async fn reseal_takes_only_trusted_rewraps() {
         ),
     )
     .unwrap();
-    ok(gitseal(root, &["seal", "plain/app.yaml", "-w", "apps/app.yaml"], &kc));
+    ok(gitseal(
+        root,
+        &["seal", "plain/app.yaml", "-w", "apps/app.yaml"],
+        &kc,
+    ));
     let file = root.join("apps/app.yaml");
     for doc in docs_of(&file) {
         assert!(
@@ -174,7 +186,10 @@ async fn reseal_takes_only_trusted_rewraps() {
             {
                 break id;
             }
-            assert!(start.elapsed() < Duration::from_secs(120), "no new Active key");
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no new Active key"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
@@ -198,7 +213,11 @@ async fn reseal_takes_only_trusted_rewraps() {
         all
     })
     .await;
-    ok(gitseal(root, &["keys", "fetch", "-o", "clusters/keyring.yaml"], &kc));
+    ok(gitseal(
+        root,
+        &["keys", "fetch", "-o", "clusters/keyring.yaml"],
+        &kc,
+    ));
 
     // From here on only the attacker writes status.
     drop(ctl);
@@ -220,7 +239,8 @@ async fn reseal_takes_only_trusted_rewraps() {
     };
     let envelope = |s: &SealedSecret| s.spec.envelopes.keys().next().unwrap().clone();
     let db_env = envelope(&genuine_db);
-    let new_wrap = genuine_db.status.as_ref().unwrap().rewrapped_envelopes[&db_env][&new_id].clone();
+    let new_wrap =
+        genuine_db.status.as_ref().unwrap().rewrapped_envelopes[&db_env][&new_id].clone();
     let relabel = |kid: String| {
         let (db_env, new_wrap) = (db_env.clone(), new_wrap.clone());
         move |s: &mut SealedSecret| {
@@ -236,7 +256,12 @@ async fn reseal_takes_only_trusted_rewraps() {
     refused(
         gitseal(
             root,
-            &["reseal", "--keyring", "keyring-before-rotation.yaml", "apps"],
+            &[
+                "reseal",
+                "--keyring",
+                "keyring-before-rotation.yaml",
+                "apps",
+            ],
             &kc,
         ),
         &[
@@ -279,7 +304,9 @@ async fn reseal_takes_only_trusted_rewraps() {
     refused(
         gitseal(root, &["reseal", "apps"], &kc),
         &[
-            &format!("apps/app.yaml:2:status.rewrappedEnvelopes.{api_env}.00112233deadbeef: {ns}/api: "),
+            &format!(
+                "apps/app.yaml:2:status.rewrappedEnvelopes.{api_env}.00112233deadbeef: {ns}/api: "
+            ),
             "the committed keyring",
             "does not list it",
         ],
@@ -294,7 +321,10 @@ async fn reseal_takes_only_trusted_rewraps() {
     .await;
     refused(
         gitseal(root, &["reseal", "apps"], &kc),
-        &["apps/app.yaml:1:status.observedGeneration: ", "the controller has not caught up"],
+        &[
+            "apps/app.yaml:1:status.observedGeneration: ",
+            "the controller has not caught up",
+        ],
     );
 
     // 6. Ready False.
@@ -309,30 +339,40 @@ async fn reseal_takes_only_trusted_rewraps() {
     .await;
     refused(
         gitseal(root, &["reseal", "apps"], &kc),
-        &["apps/app.yaml:1:status.conditions.Ready: ", "Ready is False (KeyNotFound"],
+        &[
+            "apps/app.yaml:1:status.conditions.Ready: ",
+            "Ready is False (KeyNotFound",
+        ],
     );
 
     // The genuine status: only envelope lines change; old and recovery wrappings stay.
     forge(&env, &ns, "db", &genuine_db, |_| {}).await;
     let run = ok(gitseal(root, &["reseal", "apps"], &kc));
-    assert!(run.stderr.contains("re-wrapped 2 object(s)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("re-wrapped 2 object(s)"),
+        "{}",
+        run.stderr
+    );
     let old_text = String::from_utf8(before.clone()).unwrap();
     let new_text = std::fs::read_to_string(&file).unwrap();
     assert!(!changed(&new_text, &old_text).is_empty());
-    assert!(changed(&old_text, &new_text).is_empty(), "lines are only added");
+    assert!(
+        changed(&old_text, &new_text).is_empty(),
+        "lines are only added"
+    );
     for line in changed(&new_text, &old_text) {
         assert!(
             line.starts_with("      ") && !line.contains("gs1:"),
             "a non-envelope line changed: {line}"
         );
     }
+    let mut want = vec![old_id.clone(), new_id.clone(), recovery.key_id()];
+    want.sort();
     for doc in docs_of(&file) {
         for w in doc.spec.envelopes.values() {
-            let mut kids: Vec<&String> = w.keys().collect();
+            let mut kids: Vec<String> = w.keys().cloned().collect();
             kids.sort();
-            let mut want = vec![&old_id, &new_id, &recovery.key_id()];
-            want.sort();
-            assert_eq!(kids, want);
+            assert_eq!(kids, want, "the old, the new and the recovery wrapping");
         }
     }
 
@@ -342,9 +382,16 @@ async fn reseal_takes_only_trusted_rewraps() {
     env.wait_ready(&ns, "db", "True").await;
     env.wait_ready(&ns, "api", "True").await;
     let run = ok(gitseal(root, &["reseal", "--drop-old", "apps"], &kc));
-    assert!(run.stderr.contains("re-wrapped 2 object(s)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("re-wrapped 2 object(s)"),
+        "{}",
+        run.stderr
+    );
     let dropped = std::fs::read_to_string(&file).unwrap();
-    assert!(changed(&dropped, &new_text).is_empty(), "lines are only removed");
+    assert!(
+        changed(&dropped, &new_text).is_empty(),
+        "lines are only removed"
+    );
     for doc in docs_of(&file) {
         for w in doc.spec.envelopes.values() {
             assert!(w.contains_key(&new_id) && w.contains_key(&recovery.key_id()));
@@ -353,7 +400,11 @@ async fn reseal_takes_only_trusted_rewraps() {
     }
     apply_file(&env, &file).await;
     let api_obj = env.wait_ready(&ns, "api", "True").await;
-    assert_eq!(api_obj.status.unwrap().key_ids, [new_id.clone()]);
+    let used = api_obj.status.unwrap().key_ids;
+    assert!(
+        used.contains(&new_id) && !used.contains(&old_id),
+        "{used:?}"
+    );
     env.wait_ready(&ns, "db", "True").await;
     assert_eq!(data(&env.wait_secret(&ns, "db").await, "password"), "pw-1");
     assert_eq!(data(&env.wait_secret(&ns, "api").await, "token"), "tk-1");
@@ -363,7 +414,11 @@ async fn reseal_takes_only_trusted_rewraps() {
         &kc,
     ));
     // base64 of pw-1 and tk-1
-    assert!(run.stdout.contains("cHctMQ==") && run.stdout.contains("dGstMQ=="), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("cHctMQ==") && run.stdout.contains("dGstMQ=="),
+        "{}",
+        run.stdout
+    );
     drop(ctl);
 }
 

@@ -83,8 +83,15 @@ pub fn backup(args: KeysBackupArgs) -> CmdResult {
         for key in &keys {
             let name = key.name_any();
             let secret_name = key_secret_name(&name);
-            let why = match secrets.get_opt(&secret_name).await.map_err(cluster_failure)? {
-                None => format!("it has no private key Secret {secret_name} in {}", args.namespace),
+            let why = match secrets
+                .get_opt(&secret_name)
+                .await
+                .map_err(cluster_failure)?
+            {
+                None => format!(
+                    "it has no private key Secret {secret_name} in {}",
+                    args.namespace
+                ),
                 Some(secret) => match trusted_identity(key, &secret) {
                     Ok(identity) => {
                         let created = key
@@ -197,7 +204,10 @@ pub fn restore(args: KeysRestoreArgs) -> CmdResult {
                         )
                         .await
                         .map_err(|e| {
-                            cluster_failure(format!("{}: cannot create its key Secret: {e}", key.name_any()))
+                            cluster_failure(format!(
+                                "{}: cannot create its key Secret: {e}",
+                                key.name_any()
+                            ))
                         })?;
                     eprintln!(
                         "{}: restored the private key of key id {}",
@@ -211,7 +221,10 @@ pub fn restore(args: KeysRestoreArgs) -> CmdResult {
                     let renamed = if name == entry.name {
                         String::new()
                     } else {
-                        format!(" as {name} (the name {} is taken by another key)", entry.name)
+                        format!(
+                            " as {name} (the name {} is taken by another key)",
+                            entry.name
+                        )
                     };
                     eprintln!(
                         "restored {}{renamed}: key id {}, spec.state {}",
@@ -228,7 +241,11 @@ pub fn restore(args: KeysRestoreArgs) -> CmdResult {
 }
 
 /// Decide every entry's step, reading the cluster only. Any conflict fails the whole restore.
-async fn plan(client: &Client, secrets: &Api<Secret>, bundle: &Bundle) -> Result<Vec<Step>, Failure> {
+async fn plan(
+    client: &Client,
+    secrets: &Api<Secret>,
+    bundle: &Bundle,
+) -> Result<Vec<Step>, Failure> {
     let existing = sealing_keys(client).await?;
     let mut taken: BTreeSet<String> = existing.iter().map(|k| k.name_any()).collect();
     // A new name never takes one a later entry of the bundle has.
@@ -314,14 +331,14 @@ async fn create_key(
             state: entry.state,
             force: false,
         };
-        let created = keys
-            .create(&PostParams::default(), &SealingKey::new(name, spec))
+        keys.create(&PostParams::default(), &SealingKey::new(name, spec))
             .await
             .map_err(|e| fail("create the SealingKey", e))?;
         let mut status = serde_json::json!({"publicKey": entry.public_key, "keyId": entry.key_id});
         if let Some(t) = entry.created_at() {
             status["created"] = serde_json::to_value(Time(t)).expect("time serializes");
         }
+        // The SealingKey as the API server has it now, with its uid.
         let created = keys
             .patch_status(
                 name,

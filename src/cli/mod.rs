@@ -263,7 +263,11 @@ pub struct KeysRestoreArgs {
     pub identities: Vec<PathBuf>,
     /// The cluster's committed keyring (repeatable): only keys whose key id it lists are
     /// restored. Required unless --trust-bundle.
-    #[arg(long = "keyring", value_name = "FILE", required_unless_present = "trust_bundle")]
+    #[arg(
+        long = "keyring",
+        value_name = "FILE",
+        required_unless_present = "trust_bundle"
+    )]
     pub keyrings: Vec<PathBuf>,
     /// Restore keys the committed keyring does not list (the bundle's origin is trusted; its
     /// entries are still checked).

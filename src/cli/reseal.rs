@@ -79,11 +79,9 @@ impl Keyrings {
 
     /// The committed keyring covering `src`; an error naming the file when there is none.
     fn for_file(&mut self, src: &Source) -> Result<Arc<Committed>, String> {
-        let Keyrings::Config { config, resolved } = self else {
-            let Keyrings::Flags(c) = self else {
-                unreachable!()
-            };
-            return Ok(c.clone());
+        let (config, resolved) = match self {
+            Keyrings::Flags(c) => return Ok(c.clone()),
+            Keyrings::Config { config, resolved } => (config, resolved),
         };
         let none = || {
             format!(
@@ -103,9 +101,7 @@ impl Keyrings {
         let paths: Vec<PathBuf> = rule.keyrings.iter().map(|p| config.dir.join(p)).collect();
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let recovery = rule.recipients.iter().map(|r| r.key_id()).collect();
-        let c = Arc::new(
-            read_committed(names.join(", "), paths, recovery).map_err(|f| f.message)?,
-        );
+        let c = Arc::new(read_committed(names.join(", "), paths, recovery).map_err(|f| f.message)?);
         resolved.insert(i, c.clone());
         Ok(c)
     }
@@ -146,14 +142,20 @@ pub fn active_key(keys: &[SealingKey]) -> Result<ActiveKey, String> {
         })
         .collect();
     match active.as_slice() {
-        [] => Err("the cluster has no Active SealingKey: is the gitseal controller running?".into()),
+        [] => {
+            Err("the cluster has no Active SealingKey: is the gitseal controller running?".into())
+        }
         [key] => {
-            let key_id = key.status.as_ref().and_then(|s| s.key_id.clone()).ok_or_else(|| {
-                format!(
-                    "the Active SealingKey {} has no key id yet: wait for the controller",
-                    key.name_any()
-                )
-            })?;
+            let key_id = key
+                .status
+                .as_ref()
+                .and_then(|s| s.key_id.clone())
+                .ok_or_else(|| {
+                    format!(
+                        "the Active SealingKey {} has no key id yet: wait for the controller",
+                        key.name_any()
+                    )
+                })?;
             Ok(ActiveKey {
                 name: key.name_any(),
                 key_id,
@@ -162,7 +164,10 @@ pub fn active_key(keys: &[SealingKey]) -> Result<ActiveKey, String> {
         many => Err(format!(
             "{} SealingKeys are Active ({}): wait for the controller to settle, then reseal",
             many.len(),
-            many.iter().map(|k| k.name_any()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|k| k.name_any())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -266,7 +271,9 @@ async fn reseal_file(client: &Client, src: &Source, trust: &Trust<'_>) -> Result
                 obj.spec.envelopes = envelopes;
                 changed += 1;
             }
-            Err((field, why)) => return Err(format!("{}: {ns}/{obj_name}: {why}", at.field(field))),
+            Err((field, why)) => {
+                return Err(format!("{}: {ns}/{obj_name}: {why}", at.field(field)));
+            }
         }
     }
     if changed > 0 {
@@ -297,7 +304,10 @@ pub fn resealed(
     for (env, wraps) in &status.rewrapped_envelopes {
         let field = format!("status.rewrappedEnvelopes.{env}");
         let Some(entry) = out.get_mut(env) else {
-            return Err((field, format!("re-wraps envelope {env}, which the file does not have")));
+            return Err((
+                field,
+                format!("re-wraps envelope {env}, which the file does not have"),
+            ));
         };
         for (kid, wrapped) in wraps {
             if kid != active {
@@ -306,7 +316,10 @@ pub fn resealed(
                 } else if committed.cluster.contains(kid) {
                     "it is another key of the committed keyring".to_string()
                 } else {
-                    format!("the committed keyring {} does not list it", committed.keyrings)
+                    format!(
+                        "the committed keyring {} does not list it",
+                        committed.keyrings
+                    )
                 };
                 return Err((
                     format!("{field}.{kid}"),
@@ -328,7 +341,9 @@ pub fn resealed(
         for (_, entry) in out.iter_mut() {
             if entry.contains_key(active) {
                 entry.retain(|kid, _| {
-                    kid == active || !committed.cluster.contains(kid) || committed.recovery.contains(kid)
+                    kid == active
+                        || !committed.cluster.contains(kid)
+                        || committed.recovery.contains(kid)
                 });
             }
         }
@@ -349,7 +364,9 @@ pub fn resealed(
     if committed.recovery.contains(active) {
         return Err((
             "keyring".into(),
-            format!("the cluster's Active key id {active} is a recovery recipient of .gitseal.yaml"),
+            format!(
+                "the cluster's Active key id {active} is a recovery recipient of .gitseal.yaml"
+            ),
         ));
     }
     let generation = live.metadata.generation;
@@ -484,18 +501,33 @@ mod tests {
             drop_old: false,
         };
         let out = resealed(&file, &obj, &trust).unwrap().unwrap();
-        assert_eq!(out, envs(&[("e1", &["new", "offline", "old", "rec"]), ("e2", &["new", "old"])]));
+        assert_eq!(
+            out,
+            envs(&[
+                ("e1", &["new", "offline", "old", "rec"]),
+                ("e2", &["new", "old"])
+            ])
+        );
         trust.drop_old = true;
         let out = resealed(&file, &obj, &trust).unwrap().unwrap();
-        assert_eq!(out, envs(&[("e1", &["new", "offline", "rec"]), ("e2", &["new"])]));
+        assert_eq!(
+            out,
+            envs(&[("e1", &["new", "offline", "rec"]), ("e2", &["new"])])
+        );
         // Nothing to do: no change, no gate.
         let mut done = live(&envs(&[("e1", &["new"])]), Map::new());
         done.status = None;
-        assert_eq!(resealed(&envs(&[("e1", &["new"])]), &done, &trust).unwrap(), None);
+        assert_eq!(
+            resealed(&envs(&[("e1", &["new"])]), &done, &trust).unwrap(),
+            None
+        );
         // A wrapping the file already has for the Active key is never replaced from status.
         let has = envs(&[("e1", &["new", "old"])]);
         let mut other = envs(&[("e1", &["new"])]);
-        other.get_mut("e1").unwrap().insert("new".into(), wrapped("other"));
+        other
+            .get_mut("e1")
+            .unwrap()
+            .insert("new".into(), wrapped("other"));
         trust.drop_old = false;
         assert_eq!(resealed(&has, &live(&has, other), &trust).unwrap(), None);
     }
@@ -512,8 +544,14 @@ mod tests {
         let refused = |obj: SealedSecret| resealed(&file, &obj, &trust).unwrap_err();
         let (field, why) = refused(live(&file, envs(&[("e1", &["old"])])));
         assert_eq!(field, "status.rewrappedEnvelopes.e1.old");
-        assert!(why.contains("not the cluster's Active key gitseal-2 (new)"), "{why}");
-        assert!(why.contains("another key of the committed keyring"), "{why}");
+        assert!(
+            why.contains("not the cluster's Active key gitseal-2 (new)"),
+            "{why}"
+        );
+        assert!(
+            why.contains("another key of the committed keyring"),
+            "{why}"
+        );
         let (_, why) = refused(live(&file, envs(&[("e1", &["rec"])])));
         assert!(why.contains("recovery recipient"), "{why}");
         let (_, why) = refused(live(&file, envs(&[("e1", &["new", "attacker"])])));
@@ -521,7 +559,9 @@ mod tests {
         let (field, _) = refused(live(&file, envs(&[("e9", &["new"])])));
         assert_eq!(field, "status.rewrappedEnvelopes.e9");
         let mut bad = envs(&[("e1", &["new"])]);
-        bad.get_mut("e1").unwrap().insert("new".into(), "bm90IGFnZQ==".into());
+        bad.get_mut("e1")
+            .unwrap()
+            .insert("new".into(), "bm90IGFnZQ==".into());
         let (_, why) = refused(live(&file, bad));
         assert!(why.contains("not an age file"), "{why}");
 
@@ -553,14 +593,23 @@ mod tests {
         };
         let (field, why) = resealed(&file, &live(&file, good), &trust).unwrap_err();
         assert_eq!(field, "keyring");
-        assert!(why.contains("is not in the committed keyring keyring.yaml"), "{why}");
+        assert!(
+            why.contains("is not in the committed keyring keyring.yaml"),
+            "{why}"
+        );
     }
 
     #[test]
     fn active_key_is_the_controllers_verdict() {
         use crate::api::{SealingKeySpec, SealingKeyStatus};
         let key = |name: &str, spec: KeyState, status: Option<KeyState>| {
-            let mut k = SealingKey::new(name, SealingKeySpec { state: spec, force: false });
+            let mut k = SealingKey::new(
+                name,
+                SealingKeySpec {
+                    state: spec,
+                    force: false,
+                },
+            );
             k.status = Some(SealingKeyStatus {
                 state: status,
                 key_id: Some(format!("id-{name}")),
@@ -575,10 +624,20 @@ mod tests {
         ];
         assert_eq!(active_key(&keys).unwrap().key_id, "id-b");
         // An older controller: no status.state, spec decides.
-        let keys = [key("a", KeyState::DecryptOnly, None), key("b", KeyState::Active, None)];
+        let keys = [
+            key("a", KeyState::DecryptOnly, None),
+            key("b", KeyState::Active, None),
+        ];
         assert_eq!(active_key(&keys).unwrap().name, "b");
-        let keys = [key("a", KeyState::Active, None), key("b", KeyState::Active, None)];
-        assert!(active_key(&keys).unwrap_err().contains("2 SealingKeys are Active"));
+        let keys = [
+            key("a", KeyState::Active, None),
+            key("b", KeyState::Active, None),
+        ];
+        assert!(
+            active_key(&keys)
+                .unwrap_err()
+                .contains("2 SealingKeys are Active")
+        );
         assert!(active_key(&[]).is_err());
     }
 }

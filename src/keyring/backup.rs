@@ -79,8 +79,12 @@ impl BundleKey {
     pub fn identity(&self) -> Result<Identity, (&'static str, String)> {
         let identity = Identity::parse(&self.identity)
             .map_err(|_| ("identity", "not a valid age X25519 identity".to_string()))?;
-        let stated = Recipient::parse(&self.public_key)
-            .map_err(|_| ("publicKey", format!("{:?} is not an age recipient", self.public_key)))?;
+        let stated = Recipient::parse(&self.public_key).map_err(|_| {
+            (
+                "publicKey",
+                format!("{:?} is not an age recipient", self.public_key),
+            )
+        })?;
         if identity.recipient() != stated {
             return Err((
                 "publicKey",
