@@ -623,18 +623,49 @@ async fn restore_refuses_forged_bundles() {
     );
     assert_key_secrets_trusted(&env, &[&name("trusted")]).await;
 
-    // Clean up the shared cluster (no controller runs here to lift finalizers).
+    // The private key Secret is lost (no controller runs here to lift finalizers): the same
+    // restore puts it back for the existing SealingKey; once more, and nothing changes.
     let secret_name = gitseal::keyring::key_secret_name(&name("trusted"));
     let secrets = env.secrets(SYSTEM_NS);
-    secrets
-        .patch(
-            &secret_name,
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({"metadata": {"finalizers": null}})),
-        )
-        .await
-        .unwrap();
-    let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
+    let drop_secret = || async {
+        secrets
+            .patch(
+                &secret_name,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .unwrap();
+        let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
+        wait_for(Duration::from_secs(60), || async {
+            secrets.get_opt(&secret_name).await.unwrap().is_none()
+        })
+        .await;
+    };
+    drop_secret().await;
+    let restore = [
+        "keys",
+        "restore",
+        "-i",
+        admin_file,
+        "--trust-bundle",
+        file.as_str(),
+    ];
+    let log = ok(&restore, &kc);
+    assert!(
+        log.contains(&format!(
+            "restored the private key of key id {}",
+            c.key_id()
+        )),
+        "{log}"
+    );
+    assert_key_secrets_trusted(&env, &[&name("trusted")]).await;
+    let state = cluster_state(&env).await;
+    assert!(ok(&restore, &kc).contains("is already restored"));
+    assert_eq!(cluster_state(&env).await, state);
+
+    // Clean up the shared cluster.
+    drop_secret().await;
     keys_api
         .delete(&name("trusted"), &DeleteParams::default())
         .await
