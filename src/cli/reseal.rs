@@ -125,8 +125,9 @@ fn read_committed(
     Ok(out)
 }
 
-/// The cluster's Active key, by the controller's verdict (`status.state`; `spec.state` only
-/// for a key whose status has no state, as an older controller leaves it).
+/// The cluster's Active key, by the controller's verdict (`status.state`). Only when no key
+/// has a `status.state` at all (an older controller) does `spec.state` stand in; otherwise a
+/// key without one is not judged yet and is not Active.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActiveKey {
     pub name: String,
@@ -134,11 +135,14 @@ pub struct ActiveKey {
 }
 
 pub fn active_key(keys: &[SealingKey]) -> Result<ActiveKey, String> {
+    let reports = keys
+        .iter()
+        .any(|k| k.status.as_ref().is_some_and(|s| s.state.is_some()));
     let active: Vec<&SealingKey> = keys
         .iter()
-        .filter(|k| {
-            let effective = k.status.as_ref().and_then(|s| s.state);
-            effective.unwrap_or(k.spec.state) == KeyState::Active
+        .filter(|k| match k.status.as_ref().and_then(|s| s.state) {
+            Some(state) => state == KeyState::Active,
+            None => !reports && k.spec.state == KeyState::Active,
         })
         .collect();
     match active.as_slice() {
@@ -623,6 +627,12 @@ mod tests {
             key("b", KeyState::Active, Some(KeyState::Active)),
         ];
         assert_eq!(active_key(&keys).unwrap().key_id, "id-b");
+        // A key the controller has not judged yet is not Active, whatever its spec says.
+        let keys = [
+            key("b", KeyState::Active, Some(KeyState::Active)),
+            key("c", KeyState::Active, None),
+        ];
+        assert_eq!(active_key(&keys).unwrap().name, "b");
         // An older controller: no status.state, spec decides.
         let keys = [
             key("a", KeyState::DecryptOnly, None),
