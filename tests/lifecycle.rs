@@ -242,7 +242,24 @@ async fn rotation_drill() {
             (p, t)
         })
         .collect();
-    let (code, _, stderr) = gitseal(&["reseal", dir.path().to_str().unwrap()], &env.kubeconfig);
+    // The committed keyring (outside the tree apply_tree walks) lists the new key.
+    let ring_dir = tempfile::tempdir().unwrap();
+    let ring = ring_dir.path().join("keyring.yaml");
+    let ring = ring.to_str().unwrap();
+    assert_eq!(
+        gitseal(&["keys", "fetch", "-o", ring], &env.kubeconfig).0,
+        0
+    );
+    let (code, _, stderr) = gitseal(
+        &[
+            "reseal",
+            "--drop-old",
+            "--keyring",
+            ring,
+            dir.path().to_str().unwrap(),
+        ],
+        &env.kubeconfig,
+    );
     assert_eq!(code, 0, "{stderr}");
     for (path, old) in &before {
         let new = std::fs::read_to_string(path).unwrap();
@@ -340,7 +357,17 @@ async fn reseal_leaves_files_that_differ_from_the_cluster_alone() {
     )
     .unwrap();
     let before0 = std::fs::read_to_string(&files[0]).unwrap();
-    let (code, stdout, _) = gitseal(&["reseal", dir.path().to_str().unwrap()], &env.kubeconfig);
+    let ring_dir = tempfile::tempdir().unwrap();
+    let ring = ring_dir.path().join("keyring.yaml");
+    let ring = ring.to_str().unwrap();
+    assert_eq!(
+        gitseal(&["keys", "fetch", "-o", ring], &env.kubeconfig).0,
+        0
+    );
+    let (code, stdout, _) = gitseal(
+        &["reseal", "--keyring", ring, dir.path().to_str().unwrap()],
+        &env.kubeconfig,
+    );
     assert_eq!(code, 1);
     assert!(stdout.contains("differs from the live object"), "{stdout}");
     assert!(stdout.contains("is not in the cluster"), "{stdout}");

@@ -2,6 +2,7 @@
 //! one module per command, and the mapping of failures to documented exit codes. The only
 //! layer that prints.
 
+mod backup;
 mod completions;
 mod controller;
 mod io;
@@ -214,7 +215,8 @@ pub enum KeysCommand {
     List(KeysListArgs),
     /// Write every private key, age-encrypted to admin recipients, to one backup file.
     Backup(KeysBackupArgs),
-    /// Load a backup into a cluster, keeping key names, states and ids.
+    /// Load a backup into a cluster, keeping key ids and states (names unless taken), after
+    /// checking every entry against the committed keyring.
     Restore(KeysRestoreArgs),
     /// Retire a key and wait for the controller's verdict: refused (exit 6) while
     /// SealedSecrets still use it, unless --force.
@@ -228,6 +230,16 @@ pub struct ResealArgs {
     /// Files or directories to rewrite (recursive). Default: the current directory.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// The cluster's committed keyring (repeatable; default: the keyrings of the
+    /// `.gitseal.yaml` rule covering each file). Re-wraps are accepted only for the cluster's
+    /// Active key, and only when this keyring lists it.
+    #[arg(long = "keyring", value_name = "FILE")]
+    pub keyrings: Vec<PathBuf>,
+    /// Also remove wrappings for the cluster's other keys (DecryptOnly, Retired: any key id of
+    /// the committed keyring but the Active one) from envelopes wrapped to the Active key.
+    /// Recovery recipients' wrappings are always kept.
+    #[arg(long)]
+    pub drop_old: bool,
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +267,18 @@ pub struct KeysRestoreArgs {
     /// Admin age identity file (repeatable).
     #[arg(short, long = "identity", value_name = "FILE", required = true)]
     pub identities: Vec<PathBuf>,
+    /// The cluster's committed keyring (repeatable): only keys whose key id it lists are
+    /// restored. Required unless --trust-bundle.
+    #[arg(
+        long = "keyring",
+        value_name = "FILE",
+        required_unless_present = "trust_bundle"
+    )]
+    pub keyrings: Vec<PathBuf>,
+    /// Restore keys the committed keyring does not list (the bundle's origin is trusted; its
+    /// entries are still checked).
+    #[arg(long)]
+    pub trust_bundle: bool,
     /// The controller's namespace (where key Secrets live).
     #[arg(long, default_value = "gitseal-system")]
     pub namespace: String,
@@ -458,8 +482,8 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Controller(args) => controller::run(args),
         Command::Keys(KeysCommand::Fetch(args)) => keys::fetch(args),
         Command::Keys(KeysCommand::List(args)) => keys::list(args),
-        Command::Keys(KeysCommand::Backup(args)) => keys::backup(args),
-        Command::Keys(KeysCommand::Restore(args)) => keys::restore(args),
+        Command::Keys(KeysCommand::Backup(args)) => backup::backup(args),
+        Command::Keys(KeysCommand::Restore(args)) => backup::restore(args),
         Command::Keys(KeysCommand::Retire(args)) => keys::retire(args),
         Command::Rotate(args) => keys::rotate(args),
         Command::Reseal(args) => reseal::run(args),
