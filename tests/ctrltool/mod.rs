@@ -185,8 +185,8 @@ impl Env {
                 ring = Some(KeyringFile::new("test", entries));
             } else {
                 assert!(
-                    start.elapsed() < Duration::from_secs(30),
-                    "no Active key after 30 s"
+                    start.elapsed() < Duration::from_secs(90),
+                    "no Active key after 90 s"
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -214,7 +214,7 @@ impl Env {
             if let Some(s) = api.get_opt(name).await.unwrap() {
                 return s;
             }
-            if start.elapsed() > Duration::from_secs(30) {
+            if start.elapsed() > Duration::from_secs(90) {
                 let api: Api<SealedSecret> = Api::namespaced(self.client.clone(), ns);
                 let status = api.get_opt(name).await.unwrap().and_then(|s| s.status);
                 panic!("Secret {ns}/{name} did not appear; SealedSecret status: {status:?}");
@@ -239,7 +239,7 @@ impl Env {
                 return ss;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(30),
+                start.elapsed() < Duration::from_secs(90),
                 "{ns}/{name} not Ready={status}: {:?}",
                 st.conditions
             );
@@ -296,7 +296,7 @@ impl Env {
         let _ = secrets
             .delete_collection(&DeleteParams::default(), &labelled)
             .await;
-        wait_for(Duration::from_secs(20), || async {
+        wait_for(Duration::from_secs(90), || async {
             keys.list(&ListParams::default())
                 .await
                 .unwrap()
@@ -602,7 +602,7 @@ impl Env {
             }
         });
         let ctl = Ctl { port, task };
-        wait_for(Duration::from_secs(20), || async {
+        wait_for(Duration::from_secs(60), || async {
             ctl.get("/healthz").await.is_some()
         })
         .await;
