@@ -46,7 +46,10 @@ fn container(deployment: &Value) -> &Value {
 #[test]
 fn helm_lint_passes_with_default_and_all_features_values() {
     let out = run_ok(helm().args(["lint", "--strict"]).arg(chart_dir()));
-    assert!(out.contains("1 chart(s) linted, 0 chart(s) failed"), "{out}");
+    assert!(
+        out.contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{out}"
+    );
     let out = run_ok(
         helm()
             .args(["lint", "--strict", "--namespace", NS])
@@ -69,7 +72,11 @@ fn chart_crds_are_deploy_crds_byte_for_byte() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(crds, ["crds.yaml"], "the chart's crds/ holds only deploy's CRDs");
+    assert_eq!(
+        crds,
+        ["crds.yaml"],
+        "the chart's crds/ holds only deploy's CRDs"
+    );
 }
 
 /// The drift check: everything `kubectl apply -k deploy/` creates, the chart's default render
@@ -204,7 +211,10 @@ fn all_features_values_render_every_object_and_flag() {
         "--allow-namespace=kube-public",
         "--deny-namespace=legacy",
     ] {
-        assert!(args.contains(&flag.to_string()), "{flag} missing from {args:?}");
+        assert!(
+            args.contains(&flag.to_string()),
+            "{flag} missing from {args:?}"
+        );
     }
     // Leases and RBAC follow the release namespace.
     let role = find(&docs, "Role", "gitseal-controller-leader");
@@ -215,8 +225,7 @@ fn all_features_values_render_every_object_and_flag() {
     assert!(docs.iter().all(|d| d["kind"] != "PodDisruptionBudget"));
     let np = find(&docs, "NetworkPolicy", "gitseal-controller");
     assert_eq!(
-        np["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
-            ["kubernetes.io/metadata.name"],
+        np["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
         "monitoring"
     );
 
@@ -226,7 +235,10 @@ fn all_features_values_render_every_object_and_flag() {
     assert_eq!(sm["spec"]["endpoints"][0]["interval"], "15s");
     let svc = find(&docs, "Service", "gitseal-controller-metrics");
     for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
-        assert_eq!(&svc["metadata"]["labels"][k], v, "ServiceMonitor selects the Service");
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor selects the Service"
+        );
     }
 
     let rule = find(&docs, "PrometheusRule", "gitseal-controller");
@@ -235,7 +247,10 @@ fn all_features_values_render_every_object_and_flag() {
         .unwrap()
         .iter()
         .collect();
-    let names: BTreeSet<&str> = alerts.iter().map(|a| a["alert"].as_str().unwrap()).collect();
+    let names: BTreeSet<&str> = alerts
+        .iter()
+        .map(|a| a["alert"].as_str().unwrap())
+        .collect();
     for name in [
         "GitsealUnsealFailures",
         "GitsealNoLeader",

@@ -113,7 +113,12 @@ pub fn helm_template(namespace: &str, extra: &[&str]) -> Vec<Value> {
 /// `kubectl kustomize DIR` with the test cluster's kubectl (the same release as the API
 /// server; kustomize is built into it).
 pub fn kustomize(testcluster: &Path, dir: &Path) -> Vec<Value> {
-    let text = run_ok(Command::new(testcluster).arg("kubectl").arg("kustomize").arg(dir));
+    let text = run_ok(
+        Command::new(testcluster)
+            .arg("kubectl")
+            .arg("kustomize")
+            .arg(dir),
+    );
     parse_docs(&text)
 }
 
