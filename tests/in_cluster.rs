@@ -19,6 +19,8 @@
 mod cluster;
 #[path = "support/deploy.rs"]
 mod deploy;
+#[path = "support/node.rs"]
+mod node;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -43,9 +45,8 @@ const SLOW: Duration = Duration::from_secs(240);
 /// One install at a time (each test has its own runtime; tokio's Mutex works across them).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The node cluster: `GITSEAL_NODE_CLUSTER_DIR` (default target/node-cluster), started with
-/// `scripts/cluster up --node` if it is not running (it keeps running; `scripts/cluster down`
-/// with the same directory stops it).
+/// The node cluster (tests/support/node.rs: `scripts/cluster up --node`, started or reused)
+/// and its state directory (the kubeconfig's directory; containerd's socket is under it).
 struct Node {
     dir: PathBuf,
     kubeconfig: PathBuf,
@@ -54,31 +55,15 @@ struct Node {
 fn node() -> &'static Node {
     static NODE: OnceLock<Node> = OnceLock::new();
     NODE.get_or_init(|| {
-        let dir = std::env::var_os("GITSEAL_NODE_CLUSTER_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| deploy::root().join("target/node-cluster"));
-        let out = Command::new(deploy::root().join("scripts/cluster"))
-            .args(["up", "--node"])
-            .env("GITSEAL_CLUSTER_DIR", &dir)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("run scripts/cluster up --node");
-        let kubeconfig = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        assert!(
-            out.status.success() && kubeconfig.is_file(),
-            "`scripts/cluster up --node` failed ({}): the in-cluster tests need the test \
-             cluster's node (a kubelet with containerd; docs/testing.md, scripts/prereqs)",
-            out.status
-        );
+        let kubeconfig = node::kubeconfig();
+        let dir = kubeconfig.parent().expect("state directory").to_path_buf();
         Node { dir, kubeconfig }
     })
 }
 
 async fn client() -> Client {
-    cluster::config_from(&node().kubeconfig)
-        .await
-        .try_into()
-        .expect("client")
+    node();
+    node::client().await
 }
 
 /// The test cluster's kubectl (same release as the API server) against the node cluster.
@@ -99,14 +84,12 @@ fn helm(args: &[&str]) -> String {
     )
 }
 
-/// Load an image archive into the node's containerd (namespace k8s.io, the kubelet's).
+/// Load an image archive into the node's containerd (`scripts/cluster load-image`).
 fn load(archive: &Path) {
-    let socket = node().dir.join("node/containerd/containerd.sock");
+    node();
     deploy::run_ok(
-        Command::new("ctr")
-            .arg("--address")
-            .arg(&socket)
-            .args(["-n", "k8s.io", "images", "import"])
+        Command::new(deploy::root().join("scripts/cluster"))
+            .arg("load-image")
             .arg(archive),
     );
 }
@@ -128,25 +111,6 @@ fn previous_image() -> &'static deploy::Image {
         let img = deploy::image(Some("previous"));
         load(&img.archive);
         img
-    })
-}
-
-/// The probe image (scratch + static busybox) for requests from inside the cluster.
-fn probe_image() -> &'static str {
-    static IMG: OnceLock<String> = OnceLock::new();
-    IMG.get_or_init(|| {
-        let archive =
-            deploy::run_ok(Command::new(deploy::root().join("scripts/image")).arg("probe"));
-        let archive = PathBuf::from(archive.trim());
-        load(&archive);
-        let manifest = deploy::run_ok(
-            Command::new("tar")
-                .arg("xOf")
-                .arg(&archive)
-                .arg("manifest.json"),
-        );
-        let m: Value = serde_json::from_str(&manifest).unwrap();
-        m[0]["RepoTags"][0].as_str().unwrap().to_string()
     })
 }
 
@@ -304,7 +268,8 @@ async fn unsealed(client: &Client, ns: &str, name: &str) -> Secret {
     secret
 }
 
-/// GET `url` from a Pod in `ns` (the probe image's busybox wget) and return the body.
+/// GET `url` from a Pod in `ns` (the node tests' probe image: `probe get URL` prints status
+/// and body as JSON) and return the body.
 async fn get_from_pod(client: &Client, ns: &str, url: &str) -> String {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let name = format!("probe-{}", jiff::Timestamp::now().as_millisecond());
@@ -316,8 +281,8 @@ async fn get_from_pod(client: &Client, ns: &str, url: &str) -> String {
             "securityContext": {"runAsNonRoot": true, "runAsUser": 65532,
                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
-                "name": "wget", "image": probe_image(), "imagePullPolicy": "Never",
-                "args": ["wget", "-q", "-T", "10", "-O", "-", url],
+                "name": "get", "image": node::probe_image(), "imagePullPolicy": "Never",
+                "args": ["get", url],
                 "securityContext": {"allowPrivilegeEscalation": false,
                     "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}}
             }]
@@ -338,8 +303,11 @@ async fn get_from_pod(client: &Client, ns: &str, url: &str) -> String {
     let _ = pods
         .delete(&name, &DeleteParams::default().grace_period(0))
         .await;
-    assert_eq!(phase, "Succeeded", "wget {url} from a pod failed: {logs}");
-    logs
+    assert_eq!(phase, "Succeeded", "GET {url} from a pod failed: {logs}");
+    let report: Value = serde_json::from_str(logs.trim())
+        .unwrap_or_else(|e| panic!("probe output is not JSON ({e}): {logs}"));
+    assert_eq!(report["status"], 200, "{report}");
+    report["body"].as_str().unwrap().to_string()
 }
 
 /// A metric's value from a Prometheus text exposition (sum over label sets).
