@@ -5,6 +5,11 @@
 // the serving certificate verified for the ClusterIP), who the API server says it is,
 // its uid/gid, whether its root filesystem is writable, and its capabilities.
 // It exits 1 if the API server could not be reached.
+//
+//	probe             the report above
+//	probe serve ADDR  an HTTP server answering every request with "probe-ok HOSTNAME\n"
+//	probe get URL     GET URL (retrying for 60 s) and report status, body and addresses as
+//	                  JSON; exits 1 on failure (for traffic from a pod through a Service)
 package main
 
 import (
@@ -41,6 +46,16 @@ type report struct {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "serve" {
+		serve(os.Args[2])
+	}
+	if len(os.Args) == 3 && os.Args[1] == "get" {
+		getURL(os.Args[2])
+	}
+	if len(os.Args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: probe | probe serve ADDR | probe get URL")
+		os.Exit(2)
+	}
 	r := report{
 		ServiceHost: os.Getenv("KUBERNETES_SERVICE_HOST"),
 		ServicePort: os.Getenv("KUBERNETES_SERVICE_PORT"),
@@ -72,6 +87,7 @@ func main() {
 	if err != nil {
 		os.Exit(1)
 	}
+	os.Exit(0)
 }
 
 func callAPI(r *report) error {
@@ -143,4 +159,61 @@ func callAPI(r *report) error {
 	}
 	r.User = ssr.Status.UserInfo.Username
 	return nil
+}
+
+func serve(addr string) {
+	host, _ := os.Hostname()
+	err := http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "probe-ok %s\n", host)
+	}))
+	fmt.Fprintln(os.Stderr, "probe serve:", err)
+	os.Exit(1)
+}
+
+func getURL(url string) {
+	var r struct {
+		URL        string `json:"url"`
+		Status     int    `json:"status"`
+		Body       string `json:"body"`
+		LocalAddr  string `json:"localAddr,omitempty"`
+		RemoteAddr string `json:"remoteAddr,omitempty"`
+		Error      string `json:"error,omitempty"`
+	}
+	r.URL = url
+	tr := &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, a)
+			if err == nil {
+				r.LocalAddr, r.RemoteAddr = c.LocalAddr().String(), c.RemoteAddr().String()
+			}
+			return c, err
+		},
+	}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var err error
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		var resp *http.Response
+		if resp, err = client.Get(url); err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+			r.Status, r.Body = resp.StatusCode, string(b)
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+			err = fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	out, _ := json.Marshal(r)
+	fmt.Println(string(out))
+	if err != nil {
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
