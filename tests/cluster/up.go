@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -69,6 +71,13 @@ func runUp(st *State, sandboxTar string) error {
 	start := time.Now()
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
+	if st.Node != nil { // before anything of a running cluster is touched
+		lock, err := lockNode(st)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+	}
 	if err := st.writePID("up"); err != nil {
 		return err
 	}
@@ -192,6 +201,11 @@ func firstExit(children []*child) <-chan error {
 // (through a containerd started for the purpose), then the host changes. Idempotent; a
 // no-op after a clean shutdown.
 func cleanNode(st *State) error {
+	lock, err := lockNode(st)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	var errs []error
 	if containerdReady(st) != nil {
 		if _, err := os.Stat(st.nodeDir("containerd", "root")); err == nil {
@@ -214,4 +228,40 @@ func cleanNode(st *State) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// nodeLockName is an abstract unix socket (no file; released when the process dies)
+// that the one node cluster of this machine holds: the bridge, the pod and Service ranges
+// and the iptables chains can only be one cluster's.
+const nodeLockName = "@gitseal-testcluster-node"
+
+// lockNode takes the machine's node lock; whoever holds it answers with its directory.
+func lockNode(st *State) (io.Closer, error) {
+	l, err := net.Listen("unix", nodeLockName)
+	if err != nil {
+		owner := "unknown directory"
+		if c, err := net.DialTimeout("unix", nodeLockName, 2*time.Second); err == nil {
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			if b, err := io.ReadAll(c); err == nil && len(b) > 0 {
+				owner = string(b)
+			}
+			c.Close()
+		}
+		if owner == st.Dir {
+			return nil, fmt.Errorf("the node cluster in %s is already running", st.Dir)
+		}
+		return nil, fmt.Errorf("another node cluster runs on this machine (in %s; one per machine: it owns bridge %s and %s): stop it with GITSEAL_NODE_DIR=%s scripts/cluster down --node",
+			owner, st.Node.Bridge, st.Node.PodCIDR, owner)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(st.Dir))
+			c.Close()
+		}
+	}()
+	return l, nil
 }
