@@ -98,8 +98,8 @@ func main() {
 	}
 	st, err := loadOrInitState(abs, *node && cmd == "up")
 	if errors.Is(err, ErrOldLayout) && cmd == "up" && !anyRunning(abs) {
-		fmt.Fprintf(os.Stderr, "testcluster: %v; removing it and starting afresh\n", err)
-		if err = os.RemoveAll(abs); err == nil {
+		fmt.Fprintf(os.Stderr, "testcluster: %v; emptying it and starting afresh\n", err)
+		if err = emptyDir(abs); err == nil {
 			st, err = loadOrInitState(abs, *node)
 		}
 	}
@@ -144,6 +144,23 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
+}
+
+// emptyDir deletes everything in dir except what scripts/cluster holds open there.
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == "up.log" || e.Name() == ".up.lock" {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // anyRunning says whether a component recorded in DIR/*.pid is alive.
