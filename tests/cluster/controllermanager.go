@@ -45,8 +45,7 @@ func runControllerManager(st *State) error {
 		// sets, endpoints, node lifecycle, root CA publisher, ...), as a real cluster does.
 		controllers = NodeControllers
 	}
-	cmd := kcmapp.NewControllerManagerCommand()
-	cmd.SetArgs([]string{
+	args := []string{
 		"--kubeconfig=" + st.Kubeconfig(),
 		"--controllers=" + controllers,
 		"--leader-elect=false",
@@ -54,7 +53,14 @@ func runControllerManager(st *State) error {
 		"--use-service-account-credentials=false",
 		"--service-account-private-key-file=" + st.path("pki", "sa.key"),
 		"--root-ca-file=" + st.path("pki", "ca.crt"),
-	})
+	}
+	if st.Node != nil {
+		// The volume controllers probe (and create) a FlexVolume directory, by default
+		// /usr/libexec/kubernetes/kubelet-plugins/volume/exec.
+		args = append(args, "--flex-volume-plugin-dir="+st.nodeDir("controller-manager", "volume-plugins"))
+	}
+	cmd := kcmapp.NewControllerManagerCommand()
+	cmd.SetArgs(args)
 	fmt.Printf("ready controllers=%s\n", controllers)
 	return cmd.Execute()
 }

@@ -57,6 +57,7 @@ makeIPTablesUtilChains: false
 protectKernelDefaults: false
 oomScoreAdj: %[8]s
 podLogsDir: %[9]s
+volumePluginDir: %[10]s
 clusterDomain: cluster.local
 maxPods: 50
 serializeImagePulls: false
@@ -70,7 +71,7 @@ imageGCLowThresholdPercent: 98
 shutdownGracePeriod: 0s
 shutdownGracePeriodCriticalPods: 0s
 `, n.IP, s.Ports.Kubelet, s.Ports.KubeletHealthz, s.path("pki", "kubelet.crt"), s.path("pki", "kubelet.key"),
-		s.path("pki", "ca.crt"), s.containerdSocket(), oom, s.nodeDir("pod-logs"))
+		s.path("pki", "ca.crt"), s.containerdSocket(), oom, s.nodeDir("pod-logs"), s.nodeDir("kubelet", "volume-plugins"))
 }
 
 func runKubelet(st *State) error {

@@ -14,9 +14,11 @@
 // and GITSEAL-* (ours: drops forwarding between the bridge and any other interface, so pod
 // traffic stays on the machine) and the jumps to them; the sysctls the kubelet, kube-proxy
 // and CNI set (saved in DIR/node/host-before.json and restored); mounts under DIR/node; and
-// the empty system directories containerd 1.6, the CNI plugins and the kubelet insist on
-// (/run/containerd/s for shim sockets, /run/netns, /var/lib/cni, /var/log/containers with
-// the kubelet's links to our pod logs), removed if they did not exist before and are empty.
+// the system directories containerd 1.6, the CNI plugins, libmount and the kubelet insist
+// on (/run/containerd/s for shim sockets, /run/netns, /var/lib/cni, /run/mount,
+// /var/log/containers with the kubelet's links to our pod logs, /var/lib/kubelet/device-plugins
+// with the kubelet's socket and checkpoint), removed if they did not exist before and are
+// empty then.
 package main
 
 import (
@@ -239,7 +241,14 @@ var hostSysctls = []string{
 
 // System directories the node's parts create (see the file comment).
 var hostDirs = []string{"/run/containerd/s", "/run/containerd/runc/k8s.io", "/run/containerd/runc", "/run/containerd",
-	"/run/netns", "/var/lib/cni/results", "/var/lib/cni", "/var/log/containers"}
+	"/run/netns", "/var/lib/cni/results", "/var/lib/cni", "/var/log/containers", "/run/mount",
+	"/var/lib/kubelet/device-plugins", "/var/lib/kubelet"}
+
+// Files in those directories that are the node's when their directory is (the kubelet's
+// device-plugin socket and checkpoint have a fixed path; libmount's utab from the
+// kubelet's mounts, when empty).
+var hostFiles = []string{"/var/lib/kubelet/device-plugins/kubelet.sock",
+	"/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint", "/run/mount/utab"}
 
 // hostBefore is DIR/node/host-before.json: the machine as it was before the first `up`.
 type hostBefore struct {
@@ -508,6 +517,12 @@ func teardownHost(st *State) error {
 					if err := writeSysctl(k, v); err != nil {
 						errs = append(errs, fmt.Errorf("restoring %s=%s: %w", k, v, err))
 					}
+				}
+			}
+			for _, f := range hostFiles {
+				if fi, err := os.Lstat(f); err == nil && !hb.Existed[filepath.Dir(f)] &&
+					(filepath.Base(f) != "utab" || fi.Size() == 0) {
+					_ = os.Remove(f)
 				}
 			}
 			for _, d := range hostDirs { // listed children first
