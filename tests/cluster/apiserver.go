@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
@@ -13,7 +14,7 @@ import (
 
 func apiserverArgs(st *State) []string {
 	pki := func(name string) string { return st.path("pki", name) }
-	return []string{
+	args := []string{
 		"--etcd-servers=" + st.EtcdURL(),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -25,12 +26,31 @@ func apiserverArgs(st *State) []string {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + pki("sa.pub"),
 		"--service-account-signing-key-file=" + pki("sa.key"),
-		"--service-cluster-ip-range=10.0.0.0/24",
-		// No kubelets or pods here: the "kubernetes" Service endpoint would be a
-		// loopback address, which Endpoints validation rejects.
-		"--endpoint-reconciler-type=none",
+		"--service-cluster-ip-range=" + ServiceCIDR,
 		"--profiling=false",
 	}
+	if st.Node == nil {
+		// No kubelets or pods here: the "kubernetes" Service endpoint would be a
+		// loopback address, which Endpoints validation rejects.
+		return append(args, "--endpoint-reconciler-type=none")
+	}
+	// Node cluster: serve on the node's bridge address, which is the `kubernetes`
+	// Service's endpoint; reach the kubelet by its InternalIP with a client certificate
+	// and verify its serving certificate.
+	for i, a := range args {
+		switch {
+		case strings.HasPrefix(a, "--bind-address="):
+			args[i] = "--bind-address=" + st.Node.IP
+		case strings.HasPrefix(a, "--advertise-address="):
+			args[i] = "--advertise-address=" + st.Node.IP
+		}
+	}
+	return append(args,
+		"--kubelet-preferred-address-types=InternalIP",
+		"--kubelet-client-certificate="+pki("apiserver-kubelet-client.crt"),
+		"--kubelet-client-key="+pki("apiserver-kubelet-client.key"),
+		"--kubelet-certificate-authority="+pki("ca.crt"),
+	)
 }
 
 func runAPIServer(st *State) error {
