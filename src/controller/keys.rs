@@ -6,8 +6,8 @@
 use super::Context;
 use super::events::Event;
 use crate::api::{
-    KeyState, PRIVATE_KEY_CONDITION, RETIRED_CONDITION, SealingKey, SealingKeySpec,
-    SealingKeyStatus,
+    DELETION_BLOCKED, KeyState, PRIVATE_KEY_CONDITION, RETIRE_REFUSED, RETIRED_CONDITION,
+    SealingKey, SealingKeySpec, SealingKeyStatus,
 };
 use crate::crypto::Identity;
 use crate::keyring::lifecycle::{self, Held, KeyView, Retirement, Verdict};
@@ -71,6 +71,18 @@ pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
         let n = counts.get(&state).copied().unwrap_or(0);
         ctx.metrics.keys.get_or_create(&label).set(n);
     }
+    let active_created = lifecycle::active(&views).map_or(0, |k| k.created);
+    ctx.metrics.active_key_created.set(active_created);
+    let refused = verdicts
+        .iter()
+        .filter(|v| {
+            matches!(&v.retired, Some(Retirement::Refused { reason, .. })
+                if *reason == RETIRE_REFUSED || *reason == DELETION_BLOCKED)
+        })
+        .count();
+    ctx.metrics
+        .keys_retire_refused
+        .set(i64::try_from(refused).unwrap_or(i64::MAX));
     Ok(())
 }
 

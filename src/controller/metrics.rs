@@ -31,6 +31,11 @@ pub struct Metrics {
     pub drift_repairs: Counter,
     pub reconcile_seconds: Histogram,
     pub keys: Family<StateLabel, Gauge>,
+    /// When the Active key was created (seconds since the epoch; 0 while none is, or on a
+    /// replica that does not lead).
+    pub active_key_created: Gauge,
+    /// Keys asked to retire (or being deleted) that are still in use.
+    pub keys_retire_refused: Gauge,
     pub leader: Gauge,
 }
 
@@ -42,6 +47,8 @@ impl Default for Metrics {
         let drift_repairs = Counter::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let keys = Family::<StateLabel, Gauge>::default();
+        let active_key_created = Gauge::default();
+        let keys_retire_refused = Gauge::default();
         let leader = Gauge::default();
         registry.register(
             "reconciles",
@@ -65,6 +72,16 @@ impl Default for Metrics {
         );
         registry.register("sealing_keys", "SealingKeys by state", keys.clone());
         registry.register(
+            "active_key_created_timestamp_seconds",
+            "Creation time of the Active SealingKey (0: none, or not leading)",
+            active_key_created.clone(),
+        );
+        registry.register(
+            "sealing_keys_retire_refused",
+            "SealingKeys asked to retire or being deleted that sealed objects still use",
+            keys_retire_refused.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica holds the leader lease",
             leader.clone(),
@@ -76,6 +93,8 @@ impl Default for Metrics {
             drift_repairs,
             reconcile_seconds,
             keys,
+            active_key_created,
+            keys_retire_refused,
             leader,
         }
     }
