@@ -348,6 +348,58 @@ async fn two_replicas_make_exactly_one_active_key_and_fail_over() {
     env.wait_secret(&ns, "after").await;
 }
 
+/// A leader that shuts down hands the Lease over at once; only the holder can release it,
+/// and a release never undoes someone else's takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_released_lease_is_taken_at_once_and_only_the_holder_releases() {
+    use gitseal::controller::{LeaseConfig, leader};
+    let env = Env::start().await;
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), SYSTEM_NS);
+    let name = format!("release-test-{:x}", rand_u32());
+    let cfg = |holder: &str| LeaseConfig {
+        namespace: SYSTEM_NS.into(),
+        name: name.clone(),
+        holder: holder.into(),
+        duration: Duration::from_secs(3600),
+        retry: Duration::from_secs(1),
+    };
+    let (a, b) = (cfg("a"), cfg("b"));
+    assert!(leader::try_acquire(&api, &a).await.unwrap(), "a acquires");
+    assert!(
+        !leader::try_acquire(&api, &b).await.unwrap(),
+        "held for an hour"
+    );
+    assert!(
+        !leader::release(&api, &b).await.unwrap(),
+        "b does not hold it"
+    );
+    assert!(!leader::try_acquire(&api, &b).await.unwrap(), "still a's");
+    assert!(leader::release(&api, &a).await.unwrap(), "a releases");
+    assert!(
+        leader::try_acquire(&api, &b).await.unwrap(),
+        "b takes a released lease without waiting for it to expire"
+    );
+    let spec = api.get(&name).await.unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    assert!(
+        !leader::release(&api, &a).await.unwrap(),
+        "a no longer holds it"
+    );
+    assert_eq!(
+        api.get(&name)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity
+            .as_deref(),
+        Some("b")
+    );
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keys_fetch_writes_a_keyring_that_seal_uses() {
     let env = Env::start().await;

@@ -664,9 +664,11 @@ async fn kustomize_install_runs_hardened_elects_one_leader_and_fails_over() {
         LEASE.as_secs(),
         lease_after.spec.as_ref().unwrap().lease_transitions
     );
+    // The deleted leader releases the Lease on SIGTERM: the standby takes it at its next
+    // try (every lease/5), well within one lease duration even on a loaded machine.
     assert!(
-        handover <= LEASE * 2,
-        "handover took {handover:?}, lease duration {LEASE:?} (slack: 2x)"
+        handover <= LEASE,
+        "handover took {handover:?}, lease duration {LEASE:?}"
     );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &apps);
     let repaired_from = Instant::now();
@@ -749,8 +751,8 @@ async fn kustomize_install_runs_hardened_elects_one_leader_and_fails_over() {
         LEASE.as_secs()
     );
     assert!(
-        longest <= LEASE * 2,
-        "no leader for {longest:?} during the rollout (lease duration {LEASE:?}, slack 2x)"
+        longest <= LEASE,
+        "no leader for {longest:?} during the rollout (lease duration {LEASE:?})"
     );
     uninstall(&client, &[&apps]).await;
 }

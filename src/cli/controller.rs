@@ -41,9 +41,14 @@ pub fn run(args: ControllerArgs) -> CmdResult {
     };
     block_on(async {
         let client = client(&args.kube).await?;
+        let lease = config.leader_elect.then(|| config.lease());
         tokio::select! {
-            r = crate::controller::run(client, config) => r.map_err(cluster_failure)?,
+            r = crate::controller::run(client.clone(), config) => r.map_err(cluster_failure)?,
             _ = shutdown() => tracing::info!("shutting down"),
+        }
+        // `run` is dropped: its tasks are aborted, nothing writes any more.
+        if let Some(lease) = lease {
+            crate::controller::release_lease(&client, &lease).await;
         }
         Ok(exit::OK)
     })

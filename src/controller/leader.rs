@@ -1,10 +1,12 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease: the holder renews it every
 //! `retry` interval; another replica takes it over once `renewTime + leaseDuration` has
-//! passed. Updates carry the resourceVersion, so two replicas cannot both win one round.
+//! passed, or at once when the holder released it on shutdown. Updates carry the resourceVersion, so two replicas cannot both win one round.
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -71,10 +73,51 @@ pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, ku
     }
 }
 
+/// Give the lease up (on shutdown, once this replica has stopped its writers): the standby
+/// takes over at its next try instead of waiting for the lease to expire. `Ok(false)` when
+/// this replica did not hold it, or someone else changed it meanwhile.
+pub async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
+    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
+        return Ok(false);
+    };
+    let Some(spec) = lease.spec.as_mut() else {
+        return Ok(false);
+    };
+    if spec.holder_identity.as_deref() != Some(cfg.holder.as_str()) {
+        return Ok(false);
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    // The resourceVersion travels with the object: a lease taken meanwhile is left alone.
+    match api
+        .replace(&lease.name_any(), &PostParams::default(), &lease)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Keep trying forever, publishing whether this replica leads. A leader that fails to renew
 /// for a whole lease duration steps down (publishes false) before anyone can take over.
+/// A standby also watches the Lease and tries at once when its holder releases it (so the
+/// warm standby, not a replacement Pod still starting, takes over); without the watch (RBAC
+/// without list/watch) it still polls every `retry`.
 pub async fn run(client: Client, cfg: LeaseConfig, leading: watch::Sender<bool>) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+    let released = watcher(
+        api.clone(),
+        watcher::Config::default().fields(&format!("metadata.name={}", cfg.name)),
+    )
+    .default_backoff()
+    .applied_objects()
+    .filter_map(|l| async move {
+        let free = l.ok()?.spec.is_none_or(|s| s.holder_identity.is_none());
+        free.then_some(())
+    });
+    let mut released = std::pin::pin!(released);
     let mut last_renewal = tokio::time::Instant::now();
     loop {
         match try_acquire(&api, &cfg).await {
@@ -92,6 +135,14 @@ pub async fn run(client: Client, cfg: LeaseConfig, leading: watch::Sender<bool>)
                 }
             }
         }
-        tokio::time::sleep(cfg.retry).await;
+        let sleep = tokio::time::sleep(cfg.retry);
+        if *leading.borrow() {
+            sleep.await;
+        } else {
+            tokio::select! {
+                () = sleep => {}
+                Some(()) = released.next() => tracing::debug!("lease released; trying now"),
+            }
+        }
     }
 }

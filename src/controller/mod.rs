@@ -6,7 +6,7 @@
 mod events;
 mod http;
 mod keys;
-mod leader;
+pub mod leader;
 mod memo;
 pub mod metrics;
 pub mod policy;
@@ -54,6 +54,30 @@ pub struct Config {
     pub concurrency: u16,
     /// What a SealedSecret may make the controller write.
     pub policy: policy::Policy,
+}
+
+impl Config {
+    /// The leader Lease `gitseal-controller` in the controller's namespace.
+    pub fn lease(&self) -> LeaseConfig {
+        LeaseConfig {
+            namespace: self.namespace.clone(),
+            name: "gitseal-controller".into(),
+            holder: self.identity.clone(),
+            duration: self.lease_duration,
+            retry: self.lease_duration / 5,
+        }
+    }
+}
+
+/// Hand the lease over on shutdown, after `run` (and every writer it spawned) has stopped.
+pub async fn release_lease(client: &Client, lease: &LeaseConfig) {
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &lease.namespace);
+    match leader::release(&api, lease).await {
+        Ok(true) => tracing::info!("lease released; the standby takes over"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not release the lease; it expires instead"),
+    }
 }
 
 /// What reconcilers share.
@@ -242,13 +266,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     // Leadership.
     let (leading_tx, mut leading) = watch::channel(!config.leader_elect);
     if config.leader_elect {
-        let lease = LeaseConfig {
-            namespace: config.namespace.clone(),
-            name: "gitseal-controller".into(),
-            holder: config.identity.clone(),
-            duration: config.lease_duration,
-            retry: config.lease_duration / 5,
-        };
+        let lease = config.lease();
         tasks.push(tokio::spawn(leader::run(client.clone(), lease, leading_tx)));
     }
 

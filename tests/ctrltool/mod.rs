@@ -347,7 +347,7 @@ async fn install_crds(client: &Client) {
     }
 }
 
-fn rand_u32() -> u32 {
+pub fn rand_u32() -> u32 {
     let mut b = [0u8; 4];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
     u32::from_le_bytes(b)
