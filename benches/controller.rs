@@ -11,21 +11,19 @@
 #[path = "../tests/ctrltool/mod.rs"]
 #[allow(unused_imports)]
 mod ctrltool;
+mod common;
 
-use ctrltool::{client_for, seal_to};
-use futures::{StreamExt, TryStreamExt, stream};
+use common::*;
+use ctrltool::client_for;
+use futures::{StreamExt, stream};
 use gitseal::api::SealedSecret;
 use gitseal::crypto::Plaintext;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const NAMESPACES: usize = 100;
-const IN_FLIGHT: usize = 64;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -186,79 +184,6 @@ impl Drop for Controller {
     }
 }
 
-async fn create_namespaces(client: &Client, prefix: &str) -> Vec<String> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let mut names = Vec::new();
-    for i in 0..NAMESPACES {
-        let name = format!("{prefix}-{i}");
-        let ns: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-        api.create(&PostParams::default(), &ns).await.unwrap();
-        names.push(name);
-    }
-    names
-}
-
-/// Wait until `want` Secrets matching `selector` exist (counted from a watch). Floor and
-/// controller are timed the same way, with the same watch adding the same load.
-async fn wait_secrets(client: Client, selector: String, want: usize, limit: Duration) {
-    let start = Instant::now();
-    let api: Api<Secret> = Api::all(client.clone());
-    let mut seen = std::collections::HashSet::new();
-    let mut events = watcher(api, watcher::Config::default().labels(&selector))
-        .touched_objects()
-        .boxed();
-    while seen.len() < want {
-        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), events.try_next()).await {
-            Ok(Ok(Some(s))) => {
-                seen.insert((s.namespace().unwrap_or_default(), s.name_any()));
-            }
-            _ => panic!("only {} of {want} Secrets after {limit:?}", seen.len()),
-        }
-    }
-}
-
-/// Start counting Secrets matching `selector`; returns once the watch is listening.
-async fn count_secrets(
-    client: &Client,
-    selector: &str,
-    want: usize,
-) -> tokio::task::JoinHandle<()> {
-    let watch = tokio::spawn(wait_secrets(
-        client.clone(),
-        selector.to_string(),
-        want,
-        Duration::from_secs(900),
-    ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    watch
-}
-
-/// Create `objects` SealedSecrets in `namespaces` (no controller running).
-async fn create_sealed(
-    client: &Client,
-    keyring: &gitseal::manifest::KeyringFile,
-    namespaces: &[String],
-    objects: usize,
-) {
-    stream::iter(0..objects)
-        .map(|i| {
-            let ns = namespaces[i % NAMESPACES].clone();
-            let sealed = seal_to(
-                keyring,
-                &ns,
-                &format!("s{}", i / NAMESPACES),
-                &[("password", "p"), ("user", "u")],
-                "strict",
-            );
-            let api: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
-            async move { api.create(&PostParams::default(), &sealed).await.unwrap() }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await;
-}
-
 /// The floor: create, as one plain client, exactly the Secrets the controller would write
 /// for the SealedSecrets in `namespaces` (same labels, owner reference, data, field manager).
 async fn create_same_secrets(client: &Client, namespaces: &[String]) {
@@ -310,42 +235,6 @@ async fn delete_secrets(client: &Client, namespaces: &[String]) {
     }
 }
 
-/// Wait until `want` SealedSecrets report Ready=True for their generation (status written).
-async fn wait_all_ready(client: &Client, want: usize) {
-    let api: Api<SealedSecret> = Api::all(client.clone());
-    let t = Instant::now();
-    loop {
-        let ready = api
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .filter(|s| {
-                s.status.as_ref().is_some_and(|st| {
-                    st.observed_generation == s.metadata.generation
-                        && st
-                            .conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
-            .count();
-        if ready >= want {
-            eprintln!(
-                "all statuses written {:.1} s after the Secrets",
-                t.elapsed().as_secs_f64()
-            );
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(600),
-            "only {ready} of {want} Ready"
-        );
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
 /// Delete every SealedSecret and Secret of `namespaces` and wait until they are gone.
 async fn clear(client: &Client, namespaces: &[String]) {
     for ns in namespaces {
@@ -371,11 +260,6 @@ async fn clear(client: &Client, namespaces: &[String]) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
