@@ -31,8 +31,8 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The node cluster (tests/support/node.rs: `scripts/cluster up --node`, started or reused)
 /// and its state directory (the kubeconfig's directory; containerd's socket is under it).
 pub struct Node {
-    dir: PathBuf,
-    kubeconfig: PathBuf,
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
 }
 
 pub fn the_node() -> &'static Node {
