@@ -8,10 +8,10 @@
 //! BENCH_WRAP (a profiler command line to run the measured cold starts under; RSS is then
 //! not measured).
 
+mod common;
 #[path = "../tests/ctrltool/mod.rs"]
 #[allow(unused_imports)]
 mod ctrltool;
-mod common;
 
 use common::*;
 use ctrltool::client_for;

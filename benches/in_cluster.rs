@@ -16,6 +16,7 @@
 
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
+mod common;
 #[path = "../tests/ctrltool/mod.rs"]
 #[allow(unused_imports)]
 mod ctrltool;
@@ -25,7 +26,6 @@ mod deploy;
 mod install;
 #[path = "../tests/support/node.rs"]
 mod node;
-mod common;
 
 use common::*;
 use install::*;
@@ -47,14 +47,21 @@ fn memory(pod: &Pod) -> (f64, f64, Option<f64>) {
             .unwrap()
             / 1024.0
     };
-    // cgroup v2: "0::/path"; the container's own cgroup (kubelet cgroupfs driver).
-    let peak = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .ok()
-        .and_then(|c| {
-            let path = c.lines().find_map(|l| l.strip_prefix("0::"))?.to_string();
-            std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.peak")).ok()
-        })
-        .and_then(|v| v.trim().parse::<f64>().ok())
+    // The container's own cgroup (kubelet cgroupfs driver): v2 memory.peak, or v1
+    // memory.max_usage_in_bytes (page cache included, as the kernel charges it).
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let v2 = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| format!("/sys/fs/cgroup{p}/memory.peak"));
+    let v1 = cgroup
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+        .map(|p| format!("/sys/fs/cgroup/memory{p}/memory.max_usage_in_bytes"));
+    let peak = [v2, v1]
+        .into_iter()
+        .flatten()
+        .find_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<f64>().ok())
         .map(|b| b / 1024.0 / 1024.0);
     (kib("VmHWM"), kib("VmRSS"), peak)
 }
@@ -71,9 +78,7 @@ fn reconciles(pod: &str) -> f64 {
 
 fn show(label: &str, (hwm, rss, peak): (f64, f64, Option<f64>), limit: &str) {
     let peak = peak.map_or("n/a".into(), |p| format!("{p:.1} MiB"));
-    println!(
-        "{label}: VmHWM {hwm:.1} MiB, VmRSS {rss:.1} MiB, cgroup memory.peak {peak} (limit {limit})"
-    );
+    println!("{label}: VmHWM {hwm:.1} MiB, VmRSS {rss:.1} MiB, cgroup peak {peak} (limit {limit})");
 }
 
 async fn pods_by_role(client: &Client, image: &str) -> (Pod, Pod) {

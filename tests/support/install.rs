@@ -9,6 +9,7 @@ use crate::{cluster, deploy, node};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -402,8 +403,13 @@ pub async fn uninstall(client: &Client, apps: &[&str]) {
         let _ = namespaces.delete(ns, &DeleteParams::default()).await;
     }
     let _ = Api::<Deployment>::namespaced(client.clone(), NS)
-        .delete(DEPLOYMENT, &DeleteParams::default())
+        .delete(DEPLOYMENT, &DeleteParams::foreground())
         .await;
+    // A controller still running would put its finalizers back after we strip them.
+    eventually("the controller Pods gone", SLOW, || async {
+        controller_pods(client).await.is_empty().then_some(())
+    })
+    .await;
     let strip = json!({"metadata": {"finalizers": null}});
     let keys: Api<gitseal::api::SealingKey> = Api::all(client.clone());
     if let Ok(list) = keys.list(&ListParams::default()).await {
@@ -451,6 +457,13 @@ pub async fn uninstall(client: &Client, apps: &[&str]) {
             .args(["kubectl", "delete", "--ignore-not-found", kind, name])
             .env("KUBECONFIG", &the_node().kubeconfig)
             .output();
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in ["sealedsecrets.gitseal.dev", "sealingkeys.gitseal.dev"] {
+        eventually(&format!("CRD {crd} deleted"), SLOW, || async {
+            crds.get_opt(crd).await.unwrap().is_none().then_some(())
+        })
+        .await;
     }
     let _ = namespaces.delete(NS, &DeleteParams::default()).await;
     for ns in apps.iter().chain([&NS]) {
