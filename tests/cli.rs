@@ -624,3 +624,20 @@ fn out_of_range_durations_are_usage_errors() {
     );
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+/// A lease of 0 (or under 2 s, or fractional) would make leader election spin or the Lease
+/// store a different duration than the flag says: refused before anything connects.
+#[test]
+fn lease_durations_are_whole_seconds_of_at_least_two() {
+    let s = Scratch::new();
+    for bad in ["0", "0s", "1s", "1500ms", "2.5s"] {
+        let flag = format!("--lease-duration={bad}");
+        let out = s.run(&["controller", &flag], None);
+        assert_eq!(out.code, 2, "{bad}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("--lease-duration"),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
+}

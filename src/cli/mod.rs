@@ -347,7 +347,7 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
     /// How long a leader's lease lasts without renewal.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = parse_lease_duration)]
     pub lease_duration: std::time::Duration,
     /// SealedSecrets reconciled at once.
     #[arg(long, default_value_t = 16)]
@@ -415,6 +415,18 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     }
     std::time::Duration::try_from(signed)
         .map_err(|_| format!("invalid duration {s:?}: it is negative"))
+}
+
+/// A lease duration: at least 2 s (renewals come every fifth of it), whole seconds (the
+/// Lease stores seconds).
+fn parse_lease_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d < std::time::Duration::from_secs(2) || d.subsec_nanos() != 0 {
+        return Err(format!(
+            "lease duration {s:?} must be whole seconds, at least 2s (e.g. 15s)"
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_scope(s: &str) -> Result<crate::format::Scope, String> {

@@ -1,6 +1,8 @@
-//! Leader election with a `coordination.k8s.io/v1` Lease: the holder renews it every
-//! `retry` interval; another replica takes it over once `renewTime + leaseDuration` has
-//! passed, or at once when the holder released it on shutdown. Updates carry the resourceVersion, so two replicas cannot both win one round.
+//! Leader election with a `coordination.k8s.io/v1` Lease, with client-go's semantics: the
+//! holder renews it every `retry` interval; another replica takes it over once it has seen
+//! no change to the record for `leaseDuration` (by its own clock), or at once when the
+//! holder released it on shutdown. Updates carry the resourceVersion, so two replicas
+//! cannot both win one round.
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -10,6 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Lease settings.
 #[derive(Clone, Debug)]
@@ -22,54 +25,91 @@ pub struct LeaseConfig {
     pub retry: Duration,
 }
 
-/// Try to acquire or renew once. `Ok(true)` while this replica holds the lease.
-pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
-    let now = jiff::Timestamp::now();
-    let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
-        holder_identity: Some(cfg.holder.clone()),
-        lease_duration_seconds: Some(cfg.duration.as_secs() as i32),
-        acquire_time: acquired.or(Some(MicroTime(now))),
-        renew_time: Some(MicroTime(now)),
-        lease_transitions: Some(transitions),
-        ..Default::default()
-    };
-    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(cfg.name.clone()),
-                ..Default::default()
-            },
-            spec: Some(spec(0, None)),
+/// One replica's view of the Lease. Expiry is judged as client-go does: by when *this*
+/// replica last saw the record change (its local clock), never by the holder's `renewTime`,
+/// so clock skew between nodes cannot make a live leader look expired.
+pub struct Elector {
+    api: Api<Lease>,
+    cfg: LeaseConfig,
+    /// The Lease's resourceVersion when it last changed, and when we saw that.
+    observed: Option<(String, Instant)>,
+}
+
+impl Elector {
+    pub fn new(api: Api<Lease>, cfg: LeaseConfig) -> Self {
+        Self {
+            api,
+            cfg,
+            observed: None,
+        }
+    }
+
+    /// Try to acquire or renew once. `Ok(true)` while this replica holds the lease.
+    pub async fn try_acquire(&mut self) -> Result<bool, kube::Error> {
+        let cfg = &self.cfg;
+        let now = jiff::Timestamp::now();
+        let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
+            holder_identity: Some(cfg.holder.clone()),
+            lease_duration_seconds: Some(i32::try_from(cfg.duration.as_secs()).unwrap_or(i32::MAX)),
+            acquire_time: acquired.or(Some(MicroTime(now))),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(transitions),
+            ..Default::default()
         };
-        return match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
+        let Some(mut lease) = self.api.get_opt(&cfg.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(cfg.name.clone()),
+                    ..Default::default()
+                },
+                spec: Some(spec(0, None)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let version = lease.resource_version().unwrap_or_default();
+        let seen = match &self.observed {
+            Some((v, at)) if *v == version => *at,
+            _ => {
+                let at = Instant::now();
+                self.observed = Some((version, at));
+                at
+            }
+        };
+        let current = lease.spec.clone().unwrap_or_default();
+        let held_by_me = current.holder_identity.as_deref() == Some(cfg.holder.as_str());
+        let duration = current
+            .lease_duration_seconds
+            .map_or(Duration::ZERO, |d| Duration::from_secs(d.max(0) as u64));
+        let expired = seen + duration <= Instant::now();
+        if !held_by_me && !expired && current.holder_identity.is_some() {
+            return Ok(false);
+        }
+        let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!held_by_me);
+        let acquired = if held_by_me {
+            current.acquire_time.clone()
+        } else {
+            None
+        };
+        lease.spec = Some(spec(transitions, acquired));
+        match self
+            .api
+            .replace(&lease.name_any(), &PostParams::default(), &lease)
+            .await
+        {
+            Ok(written) => {
+                self.observed = Some((
+                    written.resource_version().unwrap_or_default(),
+                    Instant::now(),
+                ));
+                Ok(true)
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
-        };
-    };
-    let current = lease.spec.clone().unwrap_or_default();
-    let held_by_me = current.holder_identity.as_deref() == Some(cfg.holder.as_str());
-    let expired = match (&current.renew_time, current.lease_duration_seconds) {
-        (Some(t), Some(d)) => t.0.as_millisecond() + i64::from(d) * 1000 < now.as_millisecond(),
-        _ => true,
-    };
-    if !held_by_me && !expired && current.holder_identity.is_some() {
-        return Ok(false);
-    }
-    let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!held_by_me);
-    let acquired = if held_by_me {
-        current.acquire_time.clone()
-    } else {
-        None
-    };
-    lease.spec = Some(spec(transitions, acquired));
-    match api
-        .replace(&lease.name_any(), &PostParams::default(), &lease)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-        Err(e) => Err(e),
+        }
     }
 }
 
@@ -118,11 +158,14 @@ pub async fn run(client: Client, cfg: LeaseConfig, leading: watch::Sender<bool>)
         free.then_some(())
     });
     let mut released = std::pin::pin!(released);
-    let mut last_renewal = tokio::time::Instant::now();
+    let retry = cfg.retry;
+    let renew_deadline = cfg.duration.mul_f32(0.8);
+    let mut elector = Elector::new(api, cfg);
+    let mut last_renewal = Instant::now();
     loop {
-        match try_acquire(&api, &cfg).await {
+        match elector.try_acquire().await {
             Ok(true) => {
-                last_renewal = tokio::time::Instant::now();
+                last_renewal = Instant::now();
                 leading.send_if_modified(|l| !std::mem::replace(l, true));
             }
             Ok(false) => {
@@ -130,12 +173,12 @@ pub async fn run(client: Client, cfg: LeaseConfig, leading: watch::Sender<bool>)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "lease request failed");
-                if last_renewal.elapsed() > cfg.duration.mul_f32(0.8) {
+                if last_renewal.elapsed() > renew_deadline {
                     leading.send_if_modified(|l| std::mem::replace(l, false));
                 }
             }
         }
-        let sleep = tokio::time::sleep(cfg.retry);
+        let sleep = tokio::time::sleep(retry);
         if *leading.borrow() {
             sleep.await;
         } else {
