@@ -348,6 +348,58 @@ async fn two_replicas_make_exactly_one_active_key_and_fail_over() {
     env.wait_secret(&ns, "after").await;
 }
 
+/// The standby keeps its caches while it waits (ready = caches synced), writes nothing, and
+/// on takeover writes nothing for in-sync objects; an edit right after is repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_warm_standby_takes_over_without_writes_and_repairs_drift() {
+    let env = Env::start().await;
+    let a = env.controller("a").await;
+    a.wait_leading().await;
+    let ns = env.namespace().await;
+    let keyring = env.keyring().await;
+    let b = env.controller("b").await;
+    wait_for(Duration::from_secs(60), || async {
+        b.get("/readyz").await.as_deref() == Some("ok")
+    })
+    .await;
+    for i in 0..20 {
+        let name = format!("s{i}");
+        env.apply_sealed(&ns, &seal_to(&keyring, &ns, &name, &[("k", "v")], "strict"))
+            .await;
+    }
+    for i in 0..20 {
+        env.wait_ready(&ns, &format!("s{i}"), "True").await;
+    }
+    assert!(!b.is_leading().await);
+    assert_eq!(b.metric("gitseal_secret_writes_total").await, 0.0);
+    assert_eq!(
+        b.metric("gitseal_reconciles_total").await,
+        0.0,
+        "a standby reconciles nothing"
+    );
+
+    drop(a);
+    b.wait_leading().await;
+    wait_for(Duration::from_secs(60), || async {
+        b.metric("gitseal_reconciles_total").await >= 20.0
+    })
+    .await;
+    assert_eq!(
+        b.metric("gitseal_secret_writes_total").await,
+        0.0,
+        "takeover over in-sync objects writes no Secret"
+    );
+    let api = env.secrets(&ns);
+    let patch = serde_json::json!({"data": {"k": "ZWRpdGVk"}});
+    api.patch("s3", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), || async {
+        data(&api.get("s3").await.unwrap(), "k") == "v"
+    })
+    .await;
+}
+
 /// A leader that shuts down hands the Lease over at once; only the holder can release it,
 /// and a release never undoes someone else's takeover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,5 +1,5 @@
 //! /metrics (Prometheus text format), /healthz (the process serves) and /readyz (caches
-//! synced; a standby replica is ready too, so rollouts of two replicas progress).
+//! synced: the standby keeps its caches current too, so it is ready once they are).
 
 use super::metrics::Metrics;
 use axum::Router;

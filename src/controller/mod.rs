@@ -270,19 +270,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(leader::run(client.clone(), lease, leading_tx)));
     }
 
-    // A standby replica is ready: it only waits for the lease.
-    ready_tx.send_replace(true);
-    tracing::info!(
-        leader_election = config.leader_elect,
-        "waiting for leadership"
-    );
-    while !*leading.borrow_and_update() {
-        leading.changed().await?;
-    }
-    metrics.leader.set(1);
-    tracing::info!(identity = %config.identity, "leading; syncing caches");
-
-    // Caches: key Secrets, managed Secrets and SealedSecrets per scope, SealingKeys.
+    // Caches: key Secrets, managed Secrets and SealedSecrets per scope, SealingKeys. Every
+    // replica keeps them current (a warm standby); only the leader reconciles and writes.
     let selector = format!("{}={}", secret::MANAGED_BY.0, secret::MANAGED_BY.1);
     let key_api: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
     let (key_secrets, key_writer) = reflector::store();
@@ -368,6 +357,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     // Key changes (new key Secrets) re-reconcile everything; SealingKey changes wake the key manager.
     let key_tick = key_tick_tx.clone();
     let (all_tx, all_rx) = tokio::sync::broadcast::channel::<()>(16);
+    let all_at_takeover = all_tx.clone();
     let all_on_key_change = all_tx.clone();
     let sk_watch = watcher(
         Api::<SealingKey>::all(client.clone()),
@@ -394,7 +384,12 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     {
         tasks.push(tokio::spawn(secret_stream));
         tasks.push(tokio::spawn(sealed_stream));
-        controllers.push((secret_sub, sealed_sub));
+        // Until this replica leads, the shared stores' events are read and dropped (a shared
+        // store's stream stalls when a subscriber's buffer is full).
+        controllers.push((
+            tokio::spawn(standby(secret_sub, leading.clone())),
+            tokio::spawn(standby(sealed_sub, leading.clone())),
+        ));
     }
     tasks.push(tokio::spawn(key_watch));
     tasks.push(tokio::spawn(sk_watch));
@@ -406,11 +401,22 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     }
     key_secrets.wait_until_ready().await?;
     sealing_keys.wait_until_ready().await?;
-    tracing::info!("caches synced");
+    // Ready means caches synced, on the leader and the standby alike.
+    ready_tx.send_replace(true);
+    tracing::info!(
+        leader_election = config.leader_elect,
+        "caches synced; waiting for leadership"
+    );
+    while !*leading.borrow_and_update() {
+        leading.changed().await?;
+    }
+    metrics.leader.set(1);
+    tracing::info!(identity = %config.identity, "leading");
 
     for ((secret_sub, sealed_sub), sealed_store) in
         controllers.into_iter().zip(sealed_stores.iter().cloned())
     {
+        let (secret_sub, sealed_sub) = (secret_sub.await?, sealed_sub.await?);
         let all = broadcast_stream(all_rx.resubscribe());
         // A managed Secret's change wakes its owner, unless it is our own write echoing back.
         let secret_changes = secret_sub.filter_map({
@@ -438,6 +444,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         usage_tick_rx,
     )));
     tasks.push(tokio::spawn(report::run(ctx.clone())));
+    // The controllers subscribed after the stores' first lists: look at every object once.
+    let _ = all_at_takeover.send(());
 
     if !config.leader_elect {
         future::pending::<()>().await;
@@ -451,6 +459,23 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     ctx.metrics.leader.set(0);
     drop(tasks);
     anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by")
+}
+
+/// A standby's side of a shared store's subscription: drop its events until this replica
+/// leads (the store itself stays current), then hand the subscription to the controller.
+async fn standby<S>(mut sub: S, mut leading: watch::Receiver<bool>) -> S
+where
+    S: futures::Stream + Unpin,
+{
+    loop {
+        if *leading.borrow_and_update() {
+            return sub;
+        }
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() { return sub; },
+            next = sub.next() => if next.is_none() { return sub; },
+        }
+    }
 }
 
 /// Sealed values larger than this in all are not kept in the cache (see [`slim_sealed`]).
