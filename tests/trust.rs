@@ -882,16 +882,7 @@ async fn wait_all_ready(env: &Env, ns: &str, n: usize) {
     let api: Api<SealedSecret> = Api::namespaced(env.client.clone(), ns);
     wait_for(Duration::from_secs(300), || async {
         let list = api.list(&ListParams::default()).await.unwrap().items;
-        list.len() == n
-            && list.iter().all(|s| {
-                s.status.as_ref().is_some_and(|st| {
-                    st.observed_generation == s.metadata.generation
-                        && st
-                            .conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
+        list.len() == n && list.iter().all(is_ready_now)
     })
     .await;
 }

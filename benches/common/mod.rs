@@ -4,7 +4,7 @@
 //! tests/ctrltool (for `seal_to`).
 #![allow(dead_code)]
 
-use crate::ctrltool::seal_to;
+use crate::ctrltool::{is_ready_now, seal_to};
 use futures::{StreamExt, TryStreamExt, stream};
 use gitseal::api::SealedSecret;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -102,15 +102,7 @@ pub async fn wait_all_ready(client: &Client, want: usize) {
             .unwrap()
             .items
             .iter()
-            .filter(|s| {
-                s.status.as_ref().is_some_and(|st| {
-                    st.observed_generation == s.metadata.generation
-                        && st
-                            .conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
+            .filter(|s| is_ready_now(s))
             .count();
         if ready >= want {
             eprintln!(

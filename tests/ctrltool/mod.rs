@@ -483,6 +483,17 @@ pub fn data(secret: &Secret, key: &str) -> String {
     String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
 }
 
+/// Whether the status is current (for this generation) and says Ready=True.
+pub fn is_ready_now(s: &SealedSecret) -> bool {
+    s.status.as_ref().is_some_and(|st| {
+        st.observed_generation == s.metadata.generation
+            && st
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
 pub fn ready_of(ss: &SealedSecret) -> (String, String) {
     let c = ss
         .status
