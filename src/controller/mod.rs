@@ -9,16 +9,17 @@ mod keys;
 pub mod leader;
 mod memo;
 pub mod metrics;
-pub mod policy;
 mod reconcile;
 mod report;
-pub mod secret;
+
+pub use crate::unsealer::{policy, secret};
 
 pub use leader::LeaseConfig;
 pub use reconcile::Error;
 
 use crate::api::{SealedSecret, SealingKey};
 use crate::keyring::{KEY_LABEL, PrivateKeys};
+use crate::unsealer::secret::ManagedSecret;
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -87,7 +88,7 @@ pub struct Context {
     pub recorder: events::Recorder,
     pub metrics: Arc<metrics::Metrics>,
     /// Managed Secrets (label selector), one store per watched scope.
-    secret_stores: Vec<Store<Secret>>,
+    secret_stores: Vec<Store<ManagedSecret>>,
     /// Key Secrets in the controller's namespace.
     key_secrets: Store<Secret>,
     /// SealingKeys (which key is Active).
@@ -188,7 +189,7 @@ impl Context {
     }
 
     /// The cached managed Secret `ns/name`, if any.
-    pub fn managed_secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
+    pub fn managed_secret(&self, ns: &str, name: &str) -> Option<Arc<ManagedSecret>> {
         let key = ObjectRef::new(name).within(ns);
         self.secret_stores.iter().find_map(|s| s.get(&key))
     }
@@ -293,7 +294,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         let (store, writer) = reflector::store_shared(256);
         let subscriber = writer.subscribe().expect("shared store");
         let stream = watcher(
-            api_in::<Secret>(&client, &scope),
+            api_in::<ManagedSecret>(&client, &scope),
             // Streaming lists: the initial state arrives object by object, never as one page
             // of up to 500 Secrets of up to 1 MiB each.
             watcher::Config::default()
@@ -301,7 +302,6 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
                 .streaming_lists(),
         )
         .default_backoff()
-        .modify(secret::for_cache)
         .reflect_shared(writer)
         .for_each(move |event| {
             // Shared stores do not pass deletions on: trigger the owner ourselves.
@@ -515,7 +515,7 @@ fn value_prefix_len(v: &str) -> usize {
 }
 
 /// The SealedSecret that controls a managed Secret.
-fn owner_of(secret: &Secret) -> Option<ObjectRef<SealedSecret>> {
+fn owner_of(secret: &ManagedSecret) -> Option<ObjectRef<SealedSecret>> {
     let ns = secret.metadata.namespace.as_deref()?;
     secret
         .metadata

@@ -3,7 +3,7 @@
 //! `spec.state` is what users (or Git) want; what these rules decide goes in status only, so
 //! the controller never fights a GitOps agent over spec.
 
-use crate::api::{DELETION_BLOCKED, KeyState, RETIRE_PENDING, RETIRE_REFUSED, SealingKey};
+use crate::api::{KeyState, Reason, SealingKey};
 use kube::{Resource, ResourceExt};
 
 /// What the rules need to know of one SealingKey.
@@ -90,9 +90,10 @@ pub struct Verdict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Retirement {
     Done,
-    /// Not (yet): [`RETIRE_REFUSED`], [`DELETION_BLOCKED`] or [`RETIRE_PENDING`], and why.
+    /// Not (yet): [`Reason::RetireRefused`], [`Reason::DeletionBlocked`] or
+    /// [`Reason::RetirePending`], and why.
     Refused {
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
 }
@@ -122,14 +123,14 @@ fn verdict(k: &KeyView, active: Option<&str>) -> Verdict {
     let gone = k.retired || (k.held == Held::Missing && k.wanted == KeyState::Retired);
     if gone || k.deleting || k.wanted == KeyState::Retired {
         let blocked = if k.deleting {
-            DELETION_BLOCKED
+            Reason::DeletionBlocked
         } else {
-            RETIRE_REFUSED
+            Reason::RetireRefused
         };
         let refusal = match k.used_by {
             _ if gone || k.force => None,
             None => Some((
-                RETIRE_PENDING,
+                Reason::RetirePending,
                 "waiting until every SealedSecret has been checked for this key".to_string(),
             )),
             Some(0) => None,
@@ -282,14 +283,14 @@ mod tests {
         assert_eq!(v.state, DecryptOnly);
         assert!(
             matches!(&v.retired, Some(Retirement::Refused { reason, message })
-            if *reason == RETIRE_REFUSED && message.starts_with("2 SealedSecret(s)"))
+            if *reason == Reason::RetireRefused && message.starts_with("2 SealedSecret(s)"))
         );
         assert!(!v.delete_private_key);
         r.used_by = None; // not every object checked yet: never retire on a guess
         let v = &decide(&[r.clone()])[0];
         assert!(!v.delete_private_key);
         assert!(
-            matches!(&v.retired, Some(Retirement::Refused { reason, .. }) if *reason == RETIRE_PENDING)
+            matches!(&v.retired, Some(Retirement::Refused { reason, .. }) if *reason == Reason::RetirePending)
         );
         r.used_by = Some(0);
         let v = &decide(&[r.clone()])[0];
@@ -316,7 +317,7 @@ mod tests {
         let v = &decide(&[d.clone()])[0];
         assert!(!v.release && !v.delete_private_key);
         assert!(
-            matches!(&v.retired, Some(Retirement::Refused { reason, .. }) if *reason == DELETION_BLOCKED)
+            matches!(&v.retired, Some(Retirement::Refused { reason, .. }) if *reason == Reason::DeletionBlocked)
         );
         d.used_by = Some(0);
         let v = &decide(&[d])[0];
