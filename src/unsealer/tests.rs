@@ -273,25 +273,3 @@ fn rewraps_go_to_the_active_key_only_and_are_kept_in_status() {
     assert!(u.rewraps(&sealed, None).is_empty());
     let _ = old_id;
 }
-
-#[test]
-fn every_object_reason_is_produced_here_or_by_the_shell() {
-    // The reasons above, and the one only the shell can give (the API server's).
-    let core = [
-        Reason::Unsealed,
-        Reason::DriftRepaired,
-        Reason::InvalidSpec,
-        Reason::KeyNotFound,
-        Reason::BindingMismatch,
-        Reason::Tampered,
-        Reason::PolicyDenied,
-        Reason::SecretNotOwned,
-    ];
-    let object_reasons: Vec<_> = Reason::ALL
-        .into_iter()
-        .take_while(|r| *r != Reason::Held)
-        .collect();
-    let mut expected = core.to_vec();
-    expected.push(Reason::ApiError);
-    assert_eq!(object_reasons, expected);
-}
