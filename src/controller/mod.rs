@@ -8,6 +8,8 @@ mod http;
 mod keys;
 pub mod leader;
 mod memo;
+#[cfg(test)]
+mod mock_tests;
 pub mod metrics;
 mod reconcile;
 mod report;
