@@ -11,10 +11,10 @@ use super::*;
 use crate::api::{KeyState, SealingKeySpec, SealingKeyStatus};
 use crate::crypto::{Identity, Plaintext, Recipient};
 use crate::manifest::{Location, SealOptions, SecretInput};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use ::http::header::CONTENT_TYPE;
 use ::http::{Request, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::store::Writer;
@@ -116,10 +116,7 @@ impl Fixture {
         let ctx = Arc::new(context(client, secrets, key_secrets, sealing_keys, sealed));
         // The setup itself: the key is trusted and Active (else KeyNotFound would be vacuous).
         assert_eq!(ctx.private_keys().0.ids(), [identity.key_id()]);
-        assert_eq!(
-            ctx.active_key().map(|(id, _)| id),
-            Some(identity.key_id())
-        );
+        assert_eq!(ctx.active_key().map(|(id, _)| id), Some(identity.key_id()));
         Fixture {
             ctx,
             server,
@@ -329,12 +326,25 @@ fn assert_secret_body(body: &Value) {
 /// Serve one create of `prod/db`: assert it, answer 201 with the stored Secret, return that.
 async fn serve_create(server: &mut Server) -> Value {
     let (seen, reply) = expect(server, "POST", SECRETS_PATH).await;
-    assert_eq!(seen.query.get("fieldManager").map(String::as_str), Some(FIELD_MANAGER));
+    assert_eq!(
+        seen.query.get("fieldManager").map(String::as_str),
+        Some(FIELD_MANAGER)
+    );
     assert_eq!(seen.content_type, "application/json");
     assert_secret_body(&seen.body);
     let created = stored(seen.body, "secret-uid-1", "200");
     answer(reply, 201, &created);
     created
+}
+
+/// `reconcile`, failing the test instead of hanging when it waits on a request nobody answers.
+async fn run(sealed: Arc<SealedSecret>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    let reconciled = reconcile(sealed, ctx.clone());
+    tokio::time::timeout(Duration::from_secs(10), reconciled)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("reconcile did not return within 10 s: a request went unanswered")
+        })
 }
 
 fn assert_err(result: Result<Action, Error>, reason: &str) -> String {
@@ -354,7 +364,7 @@ async fn missing_secret_is_created_and_reported() {
         serve_create(&mut server).await;
         server
     });
-    let result = reconcile(sealed, f.ctx.clone()).await;
+    let result = run(sealed, &f.ctx).await;
     assert_eq!(result.expect("reconciled"), Action::await_change());
     f.server = finish(scenario).await;
 
@@ -381,14 +391,21 @@ async fn missing_secret_is_created_and_reported() {
     )
     .await;
     assert_eq!(
-        (&event.body["type"], &event.body["reason"], &event.body["action"]),
+        (
+            &event.body["type"],
+            &event.body["reason"],
+            &event.body["action"]
+        ),
         (&json!("Normal"), &json!("Unsealed"), &json!("Created"))
     );
     assert_eq!(event.body["regarding"]["uid"], SEALED_UID);
     for written in [&seen.body, &event.body] {
         let text = written.to_string();
         let encoded = B64.encode(SECRET);
-        assert!(!text.contains(SECRET) && !text.contains(&encoded), "plain text in {text}");
+        assert!(
+            !text.contains(SECRET) && !text.contains(&encoded),
+            "plain text in {text}"
+        );
     }
     answer(reply, 201, &stored(event.body, "event-uid-1", "300"));
     assert_quiet(&mut f.server).await;
@@ -403,18 +420,35 @@ async fn secret_in_sync_is_not_written_again() {
         let created = serve_create(&mut server).await;
         (server, created)
     });
-    reconcile(sealed.clone(), f.ctx.clone())
-        .await
-        .expect("first reconcile");
+    run(sealed.clone(), &f.ctx).await.expect("first reconcile");
     let (server, created) = join(scenario).await;
     f.server = server;
     // The watch brings the created Secret into the cache; the reconcile it wakes checks only.
-    f.cache_secret(&serde_json::from_value(created).expect("a Secret"));
+    f.cache_secret(&serde_json::from_value(created.clone()).expect("a Secret"));
     for _ in 0..2 {
-        let result = reconcile(sealed.clone(), f.ctx.clone()).await;
+        let result = run(sealed.clone(), &f.ctx).await;
         assert_eq!(result.expect("in sync"), Action::await_change());
         assert_quiet(&mut f.server).await;
     }
+    // The control: someone edits the Secret; the reconcile that wakes restores it.
+    let mut edited: Secret = serde_json::from_value(created).expect("a Secret");
+    edited.data = Some(BTreeMap::from([(
+        "password".to_string(),
+        k8s_openapi::ByteString(b"edited".to_vec()),
+    )]));
+    edited.metadata.resource_version = Some("201".into());
+    f.cache_secret(&edited);
+    let scenario = play(f.server, |mut server| async move {
+        let (seen, reply) = expect(&mut server, "PATCH", SECRET_PATH).await;
+        assert_eq!(seen.query.get("force").map(String::as_str), Some("true"));
+        assert_eq!(seen.body["metadata"]["resourceVersion"], "201");
+        assert_secret_body(&seen.body);
+        answer(reply, 200, &stored(seen.body, "secret-uid-1", "202"));
+        server
+    });
+    let result = run(sealed, &f.ctx).await;
+    assert_eq!(result.expect("repaired"), Action::await_change());
+    finish(scenario).await;
 }
 
 #[tokio::test]
@@ -434,7 +468,7 @@ async fn existing_secret_not_owned_is_refused() {
         answer(reply, 200, &stored(theirs, "their-uid", "7"));
         server
     });
-    let result = reconcile(sealed, f.ctx.clone()).await;
+    let result = run(sealed, &f.ctx).await;
     let message = assert_err(result, "SecretNotOwned");
     assert!(message.contains("gitseal.dev/adopt"), "{message}");
     finish(scenario).await;
@@ -460,7 +494,10 @@ async fn adoptable_secret_is_taken_over_at_its_version() {
         answer(reply, 200, &stored(theirs, "their-uid", "41"));
         let (seen, reply) = expect(&mut server, "PATCH", SECRET_PATH).await;
         assert_eq!(seen.content_type, "application/apply-patch+yaml");
-        assert_eq!(seen.query.get("fieldManager").map(String::as_str), Some(FIELD_MANAGER));
+        assert_eq!(
+            seen.query.get("fieldManager").map(String::as_str),
+            Some(FIELD_MANAGER)
+        );
         assert_eq!(seen.query.get("force").map(String::as_str), Some("true"));
         assert_eq!(seen.body["metadata"]["resourceVersion"], "41");
         assert_secret_body(&seen.body);
@@ -469,7 +506,7 @@ async fn adoptable_secret_is_taken_over_at_its_version() {
         answer(reply, 200, &applied);
         server
     });
-    let result = reconcile(sealed, f.ctx.clone()).await;
+    let result = run(sealed, &f.ctx).await;
     assert_eq!(result.expect("adopted"), Action::await_change());
     finish(scenario).await;
 }
@@ -502,7 +539,10 @@ async fn immutable_secret_with_other_data_is_replaced() {
         answer(reply, 200, &deleted);
         let (seen, reply) = expect(&mut server, "PATCH", SECRET_PATH).await;
         assert_eq!(seen.content_type, "application/apply-patch+yaml");
-        assert_eq!(seen.query.get("fieldManager").map(String::as_str), Some(FIELD_MANAGER));
+        assert_eq!(
+            seen.query.get("fieldManager").map(String::as_str),
+            Some(FIELD_MANAGER)
+        );
         assert_eq!(seen.query.get("force").map(String::as_str), Some("true"));
         assert_eq!(seen.body["immutable"], true);
         // The old Secret is gone: a resourceVersion precondition could only fail.
@@ -511,7 +551,7 @@ async fn immutable_secret_with_other_data_is_replaced() {
         answer(reply, 201, &stored(seen.body, "secret-uid-6", "56"));
         server
     });
-    let result = reconcile(sealed, f.ctx.clone()).await;
+    let result = run(sealed, &f.ctx).await;
     assert_eq!(result.expect("replaced"), Action::await_change());
     finish(scenario).await;
 }
@@ -521,7 +561,7 @@ async fn no_held_key_fails_without_a_request() {
     let mut f = Fixture::new();
     let stranger = Identity::generate().recipient();
     let sealed = f.cache_sealed(&sealed_db(&stranger));
-    let result = reconcile(sealed, f.ctx.clone()).await;
+    let result = run(sealed, &f.ctx).await;
     let message = assert_err(result, "KeyNotFound");
     assert!(message.contains(&stranger.key_id()), "{message}");
     assert!(message.contains(&f.recipient.key_id()), "{message}");
@@ -540,7 +580,7 @@ async fn policy_refusal_fails_without_a_request() {
         (own_namespace, OWN_NS),
     ] {
         let sealed = f.cache_sealed(&sealed);
-        let message = assert_err(reconcile(sealed, f.ctx.clone()).await, "PolicyDenied");
+        let message = assert_err(run(sealed, &f.ctx).await, "PolicyDenied");
         assert!(message.contains(names), "{message}");
         assert_quiet(&mut f.server).await;
     }
@@ -552,12 +592,16 @@ async fn api_errors_back_off_doubling_and_success_resets() {
     let sealed = f.cache_sealed(&sealed_db(&f.recipient));
     async fn fail_create(mut server: Server) -> Server {
         let (_, reply) = expect(&mut server, "POST", SECRETS_PATH).await;
-        answer(reply, 500, &failure(500, "InternalError", "etcd is on fire"));
+        answer(
+            reply,
+            500,
+            &failure(500, "InternalError", "etcd is on fire"),
+        );
         server
     }
     for expected_ms in [500, 1000, 2000] {
         let scenario = play(f.server, fail_create);
-        let error = reconcile(sealed.clone(), f.ctx.clone())
+        let error = run(sealed.clone(), &f.ctx)
             .await
             .expect_err("the API server failed");
         assert!(
@@ -572,13 +616,13 @@ async fn api_errors_back_off_doubling_and_success_resets() {
         serve_create(&mut server).await;
         server
     });
-    reconcile(sealed.clone(), f.ctx.clone())
+    run(sealed.clone(), &f.ctx)
         .await
         .expect("the API server recovered");
     f.server = finish(scenario).await;
     // The Secret is not in the cache yet, so the next reconcile creates again, and fails.
     let scenario = play(f.server, fail_create);
-    let error = reconcile(sealed.clone(), f.ctx.clone())
+    let error = run(sealed.clone(), &f.ctx)
         .await
         .expect_err("the API server failed again");
     let action = error_policy(sealed, &error, f.ctx.clone());
@@ -592,7 +636,10 @@ async fn cut_values_are_read_whole_first() {
     let big = vec![b'x'; 40 * 1024];
     let whole = sealed_with(&f.recipient, &[("big", &big)], NS, |_| {});
     let cached = f.cache_sealed(&whole);
-    assert!(values_cut(&cached), "the cache keeps values over 32 KiB cut");
+    assert!(
+        values_cut(&cached),
+        "the cache keeps values over 32 KiB cut"
+    );
     let served = serde_json::to_value(&whole).expect("JSON");
     let scenario = play(f.server, move |mut server| async move {
         let (seen, reply) = expect(&mut server, "GET", SEALED_PATH).await;
@@ -603,7 +650,10 @@ async fn cut_values_are_read_whole_first() {
         answer(reply, 201, &stored(seen.body, "secret-uid-9", "900"));
         server
     });
-    let result = reconcile(cached, f.ctx.clone()).await;
-    assert_eq!(result.expect("unsealed from the whole object"), Action::await_change());
+    let result = run(cached, &f.ctx).await;
+    assert_eq!(
+        result.expect("unsealed from the whole object"),
+        Action::await_change()
+    );
     finish(scenario).await;
 }

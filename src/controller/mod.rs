@@ -8,9 +8,9 @@ mod http;
 mod keys;
 pub mod leader;
 mod memo;
+pub mod metrics;
 #[cfg(test)]
 mod mock_tests;
-pub mod metrics;
 mod reconcile;
 mod report;
 
