@@ -8,9 +8,10 @@
 
 use super::reconcile::{error_policy, reconcile};
 use super::*;
-use crate::api::{KeyState, SealingKeySpec, SealingKeyStatus};
+use crate::api::{KeyState, Reason, SealingKeySpec, SealingKeyStatus};
 use crate::crypto::{Identity, Plaintext, Recipient};
 use crate::manifest::{Location, SealOptions, SecretInput};
+use crate::unsealer::secret::ManagedSecret;
 use ::http::header::CONTENT_TYPE;
 use ::http::{Request, Response};
 use base64::Engine;
@@ -38,7 +39,7 @@ const SEALED_PATH: &str = "/apis/gitseal.dev/v1alpha1/namespaces/prod/sealedsecr
 /// knows `Context`'s fields: fix this when they change.
 fn context(
     client: Client,
-    secrets: Store<Secret>,
+    secrets: Store<ManagedSecret>,
     key_secrets: Store<Secret>,
     sealing_keys: Store<SealingKey>,
     sealed: Store<SealedSecret>,
@@ -76,7 +77,7 @@ fn context(
 struct Fixture {
     ctx: Arc<Context>,
     server: Server,
-    secrets: Writer<Secret>,
+    secrets: Writer<ManagedSecret>,
     sealed: Writer<SealedSecret>,
     /// The Active key's public half (what `gitseal seal` encrypts to).
     recipient: Recipient,
@@ -86,7 +87,7 @@ impl Fixture {
     fn new() -> Self {
         let (service, server) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
-        let (secrets, secrets_w) = reflector::store::<Secret>();
+        let (secrets, secrets_w) = reflector::store::<ManagedSecret>();
         let (key_secrets, mut key_secrets_w) = reflector::store::<Secret>();
         let (sealing_keys, mut sealing_keys_w) = reflector::store::<SealingKey>();
         let (sealed, sealed_w) = reflector::store::<SealedSecret>();
@@ -136,10 +137,10 @@ impl Fixture {
         Arc::new(cached)
     }
 
-    /// Put `secret` into the managed Secret cache as its watcher would (digest, no data).
-    fn cache_secret(&mut self, secret: &Secret) {
-        let mut cached = secret.clone();
-        secret::for_cache(&mut cached);
+    /// Put `secret` (as the API server sends it) into the managed Secret cache as its
+    /// watcher does: read straight into the digest-only view.
+    fn cache_secret(&mut self, secret: &Value) {
+        let cached: ManagedSecret = serde_json::from_value(secret.clone()).expect("a Secret");
         self.secrets
             .apply_watcher_event(&watcher::Event::Apply(cached));
     }
@@ -283,11 +284,35 @@ async fn join<T>(scenario: tokio::task::JoinHandle<T>) -> T {
     }
 }
 
-/// The scenario's end, then: no further request.
-async fn finish(scenario: tokio::task::JoinHandle<Server>) -> Server {
-    let mut server = join(scenario).await;
+/// Reconcile `sealed` while `scenario` plays the API server, then: no further request. The
+/// scenario's own assertion failures are raised first (they say more than the error its
+/// dropped answer causes in the reconcile); a reconcile that waits on a request nobody
+/// answers fails the test instead of hanging.
+async fn reconcile_against<T>(
+    scenario: tokio::task::JoinHandle<T>,
+    sealed: Arc<SealedSecret>,
+    ctx: &Arc<Context>,
+) -> (Result<Action, Error>, T) {
+    let reconciled = tokio::time::timeout(RECONCILE_WITHIN, reconcile(sealed, ctx.clone())).await;
+    let served = join(scenario).await;
+    (reconciled.unwrap_or_else(|_| unanswered()), served)
+}
+
+/// [`reconcile_against`] a scenario that hands the server back, and no request after it.
+async fn reconcile_served(
+    scenario: tokio::task::JoinHandle<Server>,
+    sealed: Arc<SealedSecret>,
+    ctx: &Arc<Context>,
+) -> (Result<Action, Error>, Server) {
+    let (result, mut server) = reconcile_against(scenario, sealed, ctx).await;
     assert_quiet(&mut server).await;
-    server
+    (result, server)
+}
+
+const RECONCILE_WITHIN: Duration = Duration::from_secs(10);
+
+fn unanswered() -> ! {
+    panic!("reconcile did not return within 10 s: a request went unanswered")
 }
 
 async fn assert_quiet(server: &mut Server) {
@@ -337,22 +362,20 @@ async fn serve_create(server: &mut Server) -> Value {
     created
 }
 
-/// `reconcile`, failing the test instead of hanging when it waits on a request nobody answers.
+/// `reconcile` with no scenario: it must not wait on the API server.
 async fn run(sealed: Arc<SealedSecret>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let reconciled = reconcile(sealed, ctx.clone());
-    tokio::time::timeout(Duration::from_secs(10), reconciled)
+    tokio::time::timeout(RECONCILE_WITHIN, reconciled)
         .await
-        .unwrap_or_else(|_| {
-            panic!("reconcile did not return within 10 s: a request went unanswered")
-        })
+        .unwrap_or_else(|_| unanswered())
 }
 
-fn assert_err(result: Result<Action, Error>, reason: &str) -> String {
-    let message = result.expect_err("reconcile should fail").to_string();
-    assert!(
-        message.starts_with(&format!("{reason}: ")),
-        "expected {reason}, got {message:?}"
-    );
+/// The failure's reason is `reason`; returns what it says (its Display: `Reason: message`).
+fn assert_err(result: Result<Action, Error>, reason: Reason) -> String {
+    let error = result.expect_err("reconcile should fail");
+    let message = error.to_string();
+    assert_eq!(error.reason(), reason, "{message}");
+    assert!(message.starts_with(&format!("{reason}: ")), "{message}");
     message
 }
 
@@ -364,9 +387,9 @@ async fn missing_secret_is_created_and_reported() {
         serve_create(&mut server).await;
         server
     });
-    let result = run(sealed, &f.ctx).await;
+    let (result, server) = reconcile_served(scenario, sealed, &f.ctx).await;
+    f.server = server;
     assert_eq!(result.expect("reconciled"), Action::await_change());
-    f.server = finish(scenario).await;
 
     // The queued report: the status writer patches Ready=True Unsealed, then an Event.
     let writer = tokio::spawn(report::run(f.ctx.clone()));
@@ -420,23 +443,20 @@ async fn secret_in_sync_is_not_written_again() {
         let created = serve_create(&mut server).await;
         (server, created)
     });
-    run(sealed.clone(), &f.ctx).await.expect("first reconcile");
-    let (server, created) = join(scenario).await;
+    let (result, (server, created)) = reconcile_against(scenario, sealed.clone(), &f.ctx).await;
+    result.expect("first reconcile");
     f.server = server;
     // The watch brings the created Secret into the cache; the reconcile it wakes checks only.
-    f.cache_secret(&serde_json::from_value(created.clone()).expect("a Secret"));
+    f.cache_secret(&created);
     for _ in 0..2 {
         let result = run(sealed.clone(), &f.ctx).await;
         assert_eq!(result.expect("in sync"), Action::await_change());
         assert_quiet(&mut f.server).await;
     }
     // The control: someone edits the Secret; the reconcile that wakes restores it.
-    let mut edited: Secret = serde_json::from_value(created).expect("a Secret");
-    edited.data = Some(BTreeMap::from([(
-        "password".to_string(),
-        k8s_openapi::ByteString(b"edited".to_vec()),
-    )]));
-    edited.metadata.resource_version = Some("201".into());
+    let mut edited = created;
+    edited["data"]["password"] = b64(b"edited");
+    edited["metadata"]["resourceVersion"] = json!("201");
     f.cache_secret(&edited);
     let scenario = play(f.server, |mut server| async move {
         let (seen, reply) = expect(&mut server, "PATCH", SECRET_PATH).await;
@@ -446,9 +466,8 @@ async fn secret_in_sync_is_not_written_again() {
         answer(reply, 200, &stored(seen.body, "secret-uid-1", "202"));
         server
     });
-    let result = run(sealed, &f.ctx).await;
+    let (result, _) = reconcile_served(scenario, sealed, &f.ctx).await;
     assert_eq!(result.expect("repaired"), Action::await_change());
-    finish(scenario).await;
 }
 
 #[tokio::test]
@@ -468,10 +487,9 @@ async fn existing_secret_not_owned_is_refused() {
         answer(reply, 200, &stored(theirs, "their-uid", "7"));
         server
     });
-    let result = run(sealed, &f.ctx).await;
-    let message = assert_err(result, "SecretNotOwned");
+    let (result, _) = reconcile_served(scenario, sealed, &f.ctx).await;
+    let message = assert_err(result, Reason::SecretNotOwned);
     assert!(message.contains("gitseal.dev/adopt"), "{message}");
-    finish(scenario).await;
 }
 
 #[tokio::test]
@@ -506,9 +524,8 @@ async fn adoptable_secret_is_taken_over_at_its_version() {
         answer(reply, 200, &applied);
         server
     });
-    let result = run(sealed, &f.ctx).await;
+    let (result, _) = reconcile_served(scenario, sealed, &f.ctx).await;
     assert_eq!(result.expect("adopted"), Action::await_change());
-    finish(scenario).await;
 }
 
 #[tokio::test]
@@ -524,7 +541,7 @@ async fn immutable_secret_with_other_data_is_replaced() {
     );
     old.metadata.uid = Some("secret-uid-5".into());
     old.metadata.resource_version = Some("55".into());
-    f.cache_secret(&old);
+    f.cache_secret(&serde_json::to_value(&old).expect("JSON"));
     let sealed = f.cache_sealed(&sealed);
     let scenario = play(f.server, |mut server| async move {
         let (seen, reply) = expect(&mut server, "DELETE", SECRET_PATH).await;
@@ -551,9 +568,8 @@ async fn immutable_secret_with_other_data_is_replaced() {
         answer(reply, 201, &stored(seen.body, "secret-uid-6", "56"));
         server
     });
-    let result = run(sealed, &f.ctx).await;
+    let (result, _) = reconcile_served(scenario, sealed, &f.ctx).await;
     assert_eq!(result.expect("replaced"), Action::await_change());
-    finish(scenario).await;
 }
 
 #[tokio::test]
@@ -562,7 +578,7 @@ async fn no_held_key_fails_without_a_request() {
     let stranger = Identity::generate().recipient();
     let sealed = f.cache_sealed(&sealed_db(&stranger));
     let result = run(sealed, &f.ctx).await;
-    let message = assert_err(result, "KeyNotFound");
+    let message = assert_err(result, Reason::KeyNotFound);
     assert!(message.contains(&stranger.key_id()), "{message}");
     assert!(message.contains(&f.recipient.key_id()), "{message}");
     assert_quiet(&mut f.server).await;
@@ -580,7 +596,7 @@ async fn policy_refusal_fails_without_a_request() {
         (own_namespace, OWN_NS),
     ] {
         let sealed = f.cache_sealed(&sealed);
-        let message = assert_err(run(sealed, &f.ctx).await, "PolicyDenied");
+        let message = assert_err(run(sealed, &f.ctx).await, Reason::PolicyDenied);
         assert!(message.contains(names), "{message}");
         assert_quiet(&mut f.server).await;
     }
@@ -601,33 +617,27 @@ async fn api_errors_back_off_doubling_and_success_resets() {
     }
     for expected_ms in [500, 1000, 2000] {
         let scenario = play(f.server, fail_create);
-        let error = run(sealed.clone(), &f.ctx)
-            .await
-            .expect_err("the API server failed");
-        assert!(
-            error.to_string().starts_with("API request failed"),
-            "{error}"
-        );
+        let (result, server) = reconcile_served(scenario, sealed.clone(), &f.ctx).await;
+        f.server = server;
+        let error = result.expect_err("the API server failed");
+        assert_eq!(error.reason(), Reason::ApiError, "{error}");
+        assert!(error.to_string().contains("500"), "{error}");
         let action = error_policy(sealed.clone(), &error, f.ctx.clone());
         assert_eq!(action, Action::requeue(Duration::from_millis(expected_ms)));
-        f.server = finish(scenario).await;
     }
     let scenario = play(f.server, |mut server| async move {
         serve_create(&mut server).await;
         server
     });
-    run(sealed.clone(), &f.ctx)
-        .await
-        .expect("the API server recovered");
-    f.server = finish(scenario).await;
+    let (result, server) = reconcile_served(scenario, sealed.clone(), &f.ctx).await;
+    f.server = server;
+    result.expect("the API server recovered");
     // The Secret is not in the cache yet, so the next reconcile creates again, and fails.
     let scenario = play(f.server, fail_create);
-    let error = run(sealed.clone(), &f.ctx)
-        .await
-        .expect_err("the API server failed again");
+    let (result, _) = reconcile_served(scenario, sealed.clone(), &f.ctx).await;
+    let error = result.expect_err("the API server failed again");
     let action = error_policy(sealed, &error, f.ctx.clone());
     assert_eq!(action, Action::requeue(Duration::from_millis(500)));
-    finish(scenario).await;
 }
 
 #[tokio::test]
@@ -650,10 +660,9 @@ async fn cut_values_are_read_whole_first() {
         answer(reply, 201, &stored(seen.body, "secret-uid-9", "900"));
         server
     });
-    let result = run(cached, &f.ctx).await;
+    let (result, _) = reconcile_served(scenario, cached, &f.ctx).await;
     assert_eq!(
         result.expect("unsealed from the whole object"),
         Action::await_change()
     );
-    finish(scenario).await;
 }
