@@ -6,8 +6,7 @@
 use super::Context;
 use super::events::Event;
 use crate::api::{
-    KeyState, PRIVATE_KEY_CONDITION, RETIRED_CONDITION, Reason, SealingKey, SealingKeySpec,
-    SealingKeyStatus,
+    KeyState, PRIVATE_KEY_CONDITION, RETIRED_CONDITION, Reason, SealingKey, SealingKeyStatus,
 };
 use crate::crypto::Identity;
 use crate::keyring::lifecycle::{self, Held, KeyView, Retirement, Verdict};
@@ -202,14 +201,7 @@ async fn remove_finalizer(api: &Api<SealingKey>, key: &SealingKey) -> Result<(),
 
 /// Create SealingKey `name`, Active; two replicas racing make one (409 for the other).
 async fn create_key(ctx: &Context, name: &str) -> Result<(), kube::Error> {
-    let mut key = SealingKey::new(
-        name,
-        SealingKeySpec {
-            state: KeyState::Active,
-            force: false,
-        },
-    );
-    key.metadata.finalizers = Some(vec![KEY_FINALIZER.to_string()]);
+    let key = lifecycle::new_active_key(name);
     let api: Api<SealingKey> = Api::all(ctx.client.clone());
     let params = PostParams {
         field_manager: Some(super::FIELD_MANAGER.into()),

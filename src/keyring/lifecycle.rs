@@ -1,9 +1,10 @@
 //! The pure rules of the key set: which key is Active, what every other key effectively is,
-//! when a retirement or a deletion may go ahead, when a new key is due and what it is called.
+//! when a retirement or a deletion may go ahead, when a new key is due, what it is called and
+//! what it looks like when created.
 //! `spec.state` is what users (or Git) want; what these rules decide goes in status only, so
 //! the controller never fights a GitOps agent over spec.
 
-use crate::api::{KeyState, Reason, SealingKey};
+use crate::api::{KeyState, Reason, SealingKey, SealingKeySpec};
 use kube::{Resource, ResourceExt};
 
 /// What the rules need to know of one SealingKey.
@@ -214,6 +215,21 @@ pub fn next_key_name<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     format!("{}{}", super::KEY_NAME_PREFIX, n.saturating_add(1))
 }
 
+/// The next Active SealingKey `name`, as both the key manager and `gitseal rotate` create it:
+/// spec Active, not forced, and held by [`KEY_FINALIZER`](super::KEY_FINALIZER) from its
+/// creation, so it cannot be deleted while in use even before the key manager first sees it.
+pub fn new_active_key(name: &str) -> SealingKey {
+    let mut key = SealingKey::new(
+        name,
+        SealingKeySpec {
+            state: KeyState::Active,
+            force: false,
+        },
+    );
+    key.metadata.finalizers = Some(vec![super::KEY_FINALIZER.to_string()]);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +367,21 @@ mod tests {
             next_key_name([format!("gitseal-{}", u64::MAX).as_str()]),
             format!("gitseal-{}", u64::MAX)
         );
+    }
+
+    #[test]
+    fn a_new_key_is_active_unforced_and_held() {
+        let key = new_active_key("gitseal-3");
+        assert_eq!(key.name_any(), "gitseal-3");
+        assert_eq!((key.spec.state, key.spec.force), (Active, false));
+        assert_eq!(key.finalizers(), [super::super::KEY_FINALIZER]);
+        assert!(key.status.is_none() && key.metadata.namespace.is_none());
+        // As created, before the controller holds its private half: a key on its way, so no
+        // second one is made, and nothing the rules would delete or release.
+        let view = KeyView::of(&key, Held::Missing, Some(0));
+        assert!(view.is_pending());
+        assert!(!needs_new_key(std::slice::from_ref(&view), 0, 0));
+        let v = &decide(&[view])[0];
+        assert!(!v.delete_private_key && !v.release && v.retired.is_none());
     }
 }
