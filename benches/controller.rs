@@ -2,11 +2,13 @@
 //! across 100 namespaces, against the floor of a plain client creating the same 10,000
 //! Secrets directly (byte for byte what the controller writes: labels, owner reference,
 //! data; also shown: bare two-key Secrets without an owner); controller RSS; a restart over
-//! in-sync objects; drift repair latency.
+//! in-sync objects; drift repair latency; failover between two replicas with leader
+//! election (kill -9 and SIGTERM of the leader: until the standby holds the Lease, until it
+//! repairs an edited Secret, and what it writes at takeover).
 //! Floor and cold start are repeated BENCH_RUNS times (default 3) in the same run; medians.
 //! Run: `cargo bench --bench controller`. Env: BENCH_OBJECTS (default 10000), BENCH_RUNS,
-//! BENCH_WRAP (a profiler command line to run the measured cold starts under; RSS is then
-//! not measured).
+//! BENCH_FAILOVERS (rounds of each failover kind, default 3), BENCH_WRAP (a profiler
+//! command line to run the measured cold starts under; RSS is then not measured).
 
 mod common;
 #[path = "../tests/ctrltool/mod.rs"]
@@ -18,9 +20,11 @@ use ctrltool::client_for;
 use futures::{StreamExt, stream};
 use gitseal::api::SealedSecret;
 use gitseal::crypto::Plaintext;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,6 +67,8 @@ fn stop_cluster(dir: &Path) {
 struct Controller {
     child: Child,
     port: u16,
+    /// Started under a BENCH_WRAP profiler (the child is the wrapper).
+    wrapped: bool,
 }
 
 impl Controller {
@@ -73,6 +79,26 @@ impl Controller {
     /// Start under `wrap` (a profiler command line, e.g. from BENCH_WRAP; empty: none), in
     /// a process group of its own so a wrapper and what it started are stopped together.
     fn start_with(kubeconfig: &Path, wrap: &str) -> Controller {
+        Self::spawn(kubeconfig, wrap, &["--leader-elect=false"])
+    }
+
+    /// One of two replicas electing a leader with the Lease (failover phase).
+    fn replica(kubeconfig: &Path, identity: &str) -> Controller {
+        let lease = format!("{LEASE_SECONDS}s");
+        Self::spawn(
+            kubeconfig,
+            "",
+            &[
+                "--leader-elect=true",
+                "--lease-duration",
+                &lease,
+                "--identity",
+                identity,
+            ],
+        )
+    }
+
+    fn spawn(kubeconfig: &Path, wrap: &str, election: &[&str]) -> Controller {
         use std::os::unix::process::CommandExt;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -89,8 +115,8 @@ impl Controller {
                 "gitseal-system",
                 "--concurrency",
                 &IN_FLIGHT.to_string(),
-                "--leader-elect=false",
             ])
+            .args(election)
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--kubeconfig")
@@ -100,17 +126,36 @@ impl Controller {
             .process_group(0)
             .spawn()
             .expect("target/release/gitseal (cargo build --release)");
-        Controller { child, port }
+        Controller {
+            child,
+            port,
+            wrapped: !wrap.trim().is_empty(),
+        }
     }
 
-    fn metric(&self, name: &str) -> f64 {
+    /// GET `path` from the controller's HTTP endpoint: (status code, body).
+    fn get(&self, path: &str) -> Option<(u16, String)> {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_string()))
+    }
+
+    /// /readyz answers 200 (caches synced, on a standby too).
+    fn ready(&self) -> bool {
+        self.get("/readyz").is_some_and(|(code, _)| code == 200)
+    }
+
+    /// Sum of every sample of metric `name`; -1 while the endpoint does not answer.
+    fn metric(&self, name: &str) -> f64 {
+        let Some((_, text)) = self.get("/metrics") else {
             return -1.0;
         };
-        let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
         text.lines()
             .filter(|l| {
                 l.starts_with(name)
@@ -161,6 +206,10 @@ impl Controller {
 
 impl Drop for Controller {
     fn drop(&mut self) {
+        // Reaped already (killed in the failover phase): its id may belong to someone else now.
+        if !self.wrapped && matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         // The whole group: a wrapper (profiler) and the controller under it. SIGTERM first so
         // a profiler can write its data.
         let group = format!("-{}", self.child.id());
@@ -259,6 +308,213 @@ async fn clear(client: &Client, namespaces: &[String]) {
         {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// Lease duration of the two replicas in the failover phase.
+const LEASE_SECONDS: u64 = 10;
+/// The leader Lease (`controller::Config::lease`), in gitseal-system.
+const LEASE_NAME: &str = "gitseal-controller";
+/// Generous limits for a loaded 2-core machine: exceeding one is reported, never a crash.
+const LONG: Duration = Duration::from_secs(600);
+
+/// Poll `check` every `every` until it gives `Some`, or `limit` passes (`None` then).
+async fn poll<T, F, Fut>(limit: Duration, every: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let t = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if t.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The Lease's holderIdentity (`None`: no Lease, released, or the GET failed).
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt(LEASE_NAME)
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+/// resourceVersion of every managed Secret, by (namespace, name).
+async fn secret_versions(client: &Client) -> HashMap<(String, String), String> {
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=gitseal");
+    Api::<Secret>::all(client.clone())
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| {
+            (
+                (s.namespace().unwrap_or_default(), s.name_any()),
+                s.resource_version().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Secrets whose resourceVersion differs between `before` and `after` (or that appeared or
+/// went), not counting `edited`.
+fn changed_besides(
+    before: &HashMap<(String, String), String>,
+    after: &HashMap<(String, String), String>,
+    edited: &(String, String),
+) -> usize {
+    let keys: std::collections::HashSet<_> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter(|k| *k != edited && before.get(*k) != after.get(*k))
+        .count()
+}
+
+/// Change one value of a managed Secret (drift), as a user with `kubectl edit` would.
+async fn edit(api: &Api<Secret>, name: &str) {
+    let edit = serde_json::json!({"data": {"password": "ZWRpdGVk"}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+}
+
+/// Whether the Secret holds the sealed value again.
+async fn repaired(api: &Api<Secret>, name: &str) -> Option<()> {
+    let s = api.get(name).await.ok()?;
+    (s.data?.get("password")?.0 == b"p").then_some(())
+}
+
+/// How the leader goes away in a failover round.
+#[derive(Clone, Copy, PartialEq)]
+enum Stop {
+    Kill,
+    Term,
+}
+
+/// One failover round's figures (seconds from the kill/SIGTERM unless said otherwise; `None`:
+/// not within the limit).
+struct Takeover {
+    lease: Option<f64>,
+    /// kill -9: from the edit (made when the Lease moved); SIGTERM: from the signal.
+    repair: Option<f64>,
+    /// Until the new leader has reconciled every object (its gitseal_reconciles_total).
+    caught_up: Option<f64>,
+    /// SIGTERM: until the old leader exited.
+    exited: Option<f64>,
+    /// The new leader's gitseal_secret_writes_total after catching up (the repair included).
+    writes: f64,
+    /// ... and its gitseal_drift_repairs_total.
+    drift_repairs: f64,
+    /// Managed Secrets whose resourceVersion changed during the takeover, besides the edited one.
+    changed: usize,
+}
+
+/// Two replicas; wait until one holds the Lease, both are ready and the leader has
+/// reconciled every object. Returns the leader's index, or `None` past the limits.
+async fn settled(
+    leases: &Api<Lease>,
+    replicas: &[(String, Controller); 2],
+    objects: usize,
+) -> Option<usize> {
+    let leader = poll(LONG, Duration::from_millis(100), || async {
+        let h = holder(leases).await?;
+        replicas.iter().position(|(id, _)| *id == h)
+    })
+    .await?;
+    poll(LONG, Duration::from_millis(200), || async {
+        (replicas.iter().all(|(_, c)| c.ready())
+            && replicas[leader].1.metric("gitseal_reconciles_total") >= objects as f64)
+            .then_some(())
+    })
+    .await?;
+    Some(leader)
+}
+
+/// Stop the leader (`how`), measure the takeover by the standby and its repair of an edited
+/// Secret, then start the old leader again as the new standby.
+async fn failover(
+    client: &Client,
+    kubeconfig: &Path,
+    replicas: &mut [(String, Controller); 2],
+    leader: usize,
+    how: Stop,
+    secret: (&str, &str),
+    objects: usize,
+) -> Takeover {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "gitseal-system");
+    let standby = 1 - leader;
+    let new_id = replicas[standby].0.clone();
+    let api: Api<Secret> = Api::namespaced(client.clone(), secret.0);
+    let name = secret.1;
+    let before = secret_versions(client).await;
+    let moved = || async {
+        let h = holder(&leases).await?;
+        (h == new_id).then_some(())
+    };
+    let every = Duration::from_millis(5);
+    let t = Instant::now();
+    let (lease, repair) = match how {
+        Stop::Kill => {
+            replicas[leader].1.child.kill().unwrap(); // SIGKILL
+            let _ = replicas[leader].1.child.wait();
+            let lease = poll(LONG, every, moved)
+                .await
+                .map(|()| t.elapsed().as_secs_f64());
+            let t_edit = Instant::now();
+            edit(&api, name).await;
+            let repair = poll(LONG, every, || repaired(&api, name))
+                .await
+                .map(|()| t_edit.elapsed().as_secs_f64());
+            (lease, repair)
+        }
+        Stop::Term => {
+            let pid = rustix::process::Pid::from_child(&replicas[leader].1.child);
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+            edit(&api, name).await;
+            let since = |r: Option<()>| r.map(|()| t.elapsed().as_secs_f64());
+            let (lease, repair) =
+                tokio::join!(async { since(poll(LONG, every, moved).await) }, async {
+                    since(poll(LONG, every, || repaired(&api, name)).await)
+                },);
+            (lease, repair)
+        }
+    };
+    let old = &mut replicas[leader].1.child;
+    let exited = poll(Duration::from_secs(60), Duration::from_millis(20), || {
+        std::future::ready(matches!(old.try_wait(), Ok(Some(_))).then_some(()))
+    })
+    .await
+    .map(|()| t.elapsed().as_secs_f64());
+    let new = &replicas[standby].1;
+    let caught_up = poll(LONG, Duration::from_millis(100), || async {
+        (new.metric("gitseal_reconciles_total") >= objects as f64).then_some(())
+    })
+    .await
+    .map(|()| t.elapsed().as_secs_f64());
+    // Whatever the new leader was going to write at takeover it has written by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = new.metric("gitseal_secret_writes_total").max(0.0);
+    let drift_repairs = new.metric("gitseal_drift_repairs_total").max(0.0);
+    let after = secret_versions(client).await;
+    let changed = changed_besides(&before, &after, &(secret.0.to_string(), name.to_string()));
+    // The old leader comes back as the new standby.
+    let old_id = replicas[leader].0.clone();
+    replicas[leader].1 = Controller::replica(kubeconfig, &old_id);
+    Takeover {
+        lease,
+        repair,
+        caught_up,
+        exited: (how == Stop::Term).then_some(exited).flatten(),
+        writes,
+        drift_repairs,
+        changed,
     }
 }
 
@@ -446,6 +702,84 @@ async fn main() {
     let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
     let p50 = median(latencies.clone());
     drop(ctl);
+
+    // Failover: two replicas with leader election over the same in-sync objects. Rounds
+    // alternate kill -9 and SIGTERM of the leader; the old leader comes back as the standby.
+    let rounds: usize = std::env::var("BENCH_FAILOVERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "gitseal-system");
+    let mut replicas = ["a", "b"].map(|id| (id.to_string(), Controller::replica(&kubeconfig, id)));
+    let t = Instant::now();
+    let mut leader = settled(&leases, &replicas, objects).await;
+    let pair_ready = t.elapsed().as_secs_f64();
+    let mut pair_rss = None;
+    let (mut kills, mut terms) = (Vec::new(), Vec::new());
+    for round in 0..2 * rounds {
+        let Some(l) = leader else {
+            eprintln!(
+                "failover: the two replicas did not settle (one leading, both ready, all reconciled) within {LONG:?}"
+            );
+            break;
+        };
+        if round == 0 {
+            eprintln!(
+                "failover: {} leads, both ready and all reconciled {pair_ready:.1} s after both started",
+                replicas[l].0
+            );
+            pair_rss = Some((replicas[l].1.rss(), replicas[1 - l].1.rss()));
+        }
+        let how = if round % 2 == 0 {
+            Stop::Kill
+        } else {
+            Stop::Term
+        };
+        let ns = &bench_ns[(round * 7 + 3) % NAMESPACES];
+        let name = format!("s{}", (round + 1) % per_ns.max(1));
+        let r = failover(
+            &client,
+            &kubeconfig,
+            &mut replicas,
+            l,
+            how,
+            (ns, &name),
+            objects,
+        )
+        .await;
+        let opt = |v: Option<f64>| v.map_or("timeout".into(), |v| format!("{v:.2} s"));
+        eprintln!(
+            "failover round {} ({}, {} -> {}): Lease moved {}, edited Secret repaired {} ({}), new leader reconciled all {}{}; new leader's Secret writes {}, drift repairs {}, other Secrets changed {}",
+            round + 1,
+            if how == Stop::Kill {
+                "kill -9"
+            } else {
+                "SIGTERM"
+            },
+            replicas[l].0,
+            replicas[1 - l].0,
+            opt(r.lease),
+            opt(r.repair),
+            if how == Stop::Kill {
+                "after the Lease moved"
+            } else {
+                "after the signal"
+            },
+            opt(r.caught_up),
+            r.exited
+                .map_or(String::new(), |e| format!(", old leader exited {e:.2} s")),
+            r.writes,
+            r.drift_repairs,
+            r.changed
+        );
+        if how == Stop::Kill {
+            kills.push(r);
+        } else {
+            terms.push(r);
+        }
+        leader = settled(&leases, &replicas, objects).await;
+    }
+    drop(replicas);
     stop_cluster(&dir);
 
     let ratio = cold / floor;
@@ -455,7 +789,7 @@ async fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let rows = [
+    let mut rows = vec![
         (
             "bare: plain client creates two-key Secrets",
             format!("{bare:.1} s"),
@@ -505,6 +839,7 @@ async fn main() {
             format!("goal p99 <= 1000 ms {}", verdict(p99 <= 1000.0)),
         ),
     ];
+    rows.extend(failover_rows(&kills, &terms, pair_ready, pair_rss));
     println!(
         "\ncontroller benchmark: {objects} SealedSecrets in {NAMESPACES} namespaces, {IN_FLIGHT} in flight, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -512,6 +847,122 @@ async fn main() {
     for (what, value, goal) in rows {
         println!("{what:<48} {value:>16}  {goal}");
     }
+}
+
+/// Summary rows of the failover rounds: medians, every round, verdicts on the worst round.
+fn failover_rows(
+    kills: &[Takeover],
+    terms: &[Takeover],
+    pair_ready: f64,
+    pair_rss: Option<((f64, f64), (f64, f64))>,
+) -> Vec<(&'static str, String, String)> {
+    // (median, "each round" list, worst); a round past its limit counts as infinitely slow.
+    let stats = |v: Vec<Option<f64>>| {
+        let xs: Vec<f64> = v.iter().map(|x| x.unwrap_or(f64::INFINITY)).collect();
+        let each = v
+            .iter()
+            .map(|x| x.map_or("timeout".into(), |x| format!("{x:.2}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let worst = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (median(xs), each, worst)
+    };
+    let secs = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.2} s")
+        } else {
+            "timeout".into()
+        }
+    };
+    let lease_goal = LEASE_SECONDS as f64;
+    let mut rows = vec![(
+        "failover: 2 replicas started -> one leads, both ready",
+        format!("{pair_ready:.1} s"),
+        match pair_rss {
+            Some(((lr, lp), (sr, sp))) => format!(
+                "leader RSS {lr:.0} / peak {lp:.0} MiB, standby RSS {sr:.0} / peak {sp:.0} MiB"
+            ),
+            None => "FAIL (did not settle)".into(),
+        },
+    )];
+    if kills.is_empty() || terms.is_empty() {
+        rows.push(("failover rounds", "none".into(), "FAIL".into()));
+        return rows;
+    }
+    let (n_k, n_t) = (kills.len(), terms.len());
+    let (lease, each, worst) = stats(kills.iter().map(|r| r.lease).collect());
+    rows.push((
+        "kill -9 leader -> standby holds the Lease",
+        secs(lease),
+        format!(
+            "goal <= {lease_goal:.0} s (lease duration) {} (worst); {n_k} rounds: {each} s",
+            verdict(worst <= lease_goal)
+        ),
+    ));
+    let (repair, each, worst) = stats(kills.iter().map(|r| r.repair).collect());
+    rows.push((
+        "kill -9: edit at takeover -> Secret repaired",
+        secs(repair),
+        format!(
+            "goal <= 1 s {} (worst); {n_k} rounds: {each} s",
+            verdict(worst <= 1.0)
+        ),
+    ));
+    let (caught, each, _) = stats(kills.iter().map(|r| r.caught_up).collect());
+    rows.push((
+        "kill -9 -> new leader has reconciled all",
+        secs(caught),
+        format!("{n_k} rounds: {each} s"),
+    ));
+    let totals: Vec<Option<f64>> = terms
+        .iter()
+        .map(|r| Some(r.lease?.max(r.repair?)))
+        .collect();
+    let (lease, each_l, _) = stats(terms.iter().map(|r| r.lease).collect());
+    let (repair, each_r, _) = stats(terms.iter().map(|r| r.repair).collect());
+    let (total, each, worst) = stats(totals);
+    rows.push((
+        "SIGTERM leader + edit -> Lease moved / repaired",
+        format!("{} / {}", secs(lease), secs(repair)),
+        format!("{n_t} rounds: Lease {each_l} s; repaired {each_r} s"),
+    ));
+    rows.push((
+        "SIGTERM: both done (total)",
+        secs(total),
+        format!(
+            "goal <= 1 s {} (worst); {n_t} rounds: {each} s",
+            verdict(worst <= 1.0)
+        ),
+    ));
+    let (exited, each, _) = stats(terms.iter().map(|r| r.exited).collect());
+    let (caught, each_c, _) = stats(terms.iter().map(|r| r.caught_up).collect());
+    rows.push((
+        "SIGTERM: old leader exited / new reconciled all",
+        format!("{} / {}", secs(exited), secs(caught)),
+        format!("{n_t} rounds: exited {each} s; reconciled all {each_c} s"),
+    ));
+    // Takeover writes: the new leader's Secret writes besides the one repair, and managed
+    // Secrets whose resourceVersion changed besides the edited one.
+    let extra = |r: &Takeover| (r.writes - 1.0).max(0.0) as usize + r.changed;
+    let list = |v: &[Takeover]| {
+        v.iter()
+            .map(|r| format!("{}+{}", r.writes, r.changed))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let all: Vec<&Takeover> = kills.iter().chain(terms).collect();
+    let worst = all.iter().map(|r| extra(r)).max().unwrap_or(0);
+    rows.push((
+        "takeover: Secret writes besides the repair",
+        format!("{worst}"),
+        format!(
+            "goal 0 {}; new leader's writes + other Secrets changed, kill -9: {}; SIGTERM: {}",
+            verdict(worst == 0),
+            list(kills),
+            list(terms)
+        ),
+    ));
+    rows
 }
 
 fn verdict(ok: bool) -> &'static str {
