@@ -13,6 +13,7 @@ pub mod policy;
 mod reconcile;
 mod report;
 pub mod secret;
+mod tasks;
 
 pub use leader::LeaseConfig;
 pub use reconcile::Error;
@@ -254,20 +255,23 @@ where
 pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let (ready_tx, ready_rx) = watch::channel(false);
-    // Every task this run spawns stops when it returns or is dropped.
-    let mut tasks = AbortOnDrop::default();
-    let (addr, served) = (config.metrics_addr, metrics.clone());
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = http::serve(addr, served, ready_rx).await {
-            tracing::error!(error = %e, "metrics endpoint failed");
-        }
-    }));
+    // Every task this run spawns is supervised: the first to end ends `run`; dropping
+    // `run` aborts them all.
+    let mut tasks = tasks::Tasks::default();
+    let addr = config.metrics_addr;
+    tasks.spawn(
+        format!("the HTTP endpoint on {addr}"),
+        http::serve(addr, metrics.clone(), ready_rx),
+    );
 
     // Leadership.
     let (leading_tx, mut leading) = watch::channel(!config.leader_elect);
     if config.leader_elect {
         let lease = config.lease();
-        tasks.push(tokio::spawn(leader::run(client.clone(), lease, leading_tx)));
+        tasks.spawn(
+            "leader election",
+            leader::run(client.clone(), lease, leading_tx),
+        );
     }
 
     // Caches: key Secrets, managed Secrets and SealedSecrets per scope, SealingKeys. Every
@@ -290,6 +294,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let (usage_tick_tx, usage_tick_rx) = watch::channel(());
     for scope in scopes(&config) {
         let deleted = deleted_tx.clone();
+        let place = place(&scope);
         let (store, writer) = reflector::store_shared(256);
         let subscriber = writer.subscribe().expect("shared store");
         let stream = watcher(
@@ -313,7 +318,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             future::ready(())
         });
         secret_stores.push(store);
-        secret_streams.push((stream, subscriber));
+        secret_streams.push((stream, subscriber, place.clone()));
         let (sealed_store, sealed_writer) = reflector::store_shared(256);
         let sealed_sub = sealed_writer.subscribe().expect("shared store");
         let sealed_stream = watcher(
@@ -331,7 +336,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             }
         });
         sealed_stores.push(sealed_store);
-        sealed_streams.push((sealed_stream, sealed_sub));
+        sealed_streams.push((sealed_stream, sealed_sub, place));
     }
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -378,45 +383,65 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         future::ready(())
     });
 
-    let mut controllers = Vec::new();
-    for ((secret_stream, secret_sub), (sealed_stream, sealed_sub)) in
+    let mut subscriptions = Vec::new();
+    for ((secret_stream, secret_sub, place), (sealed_stream, sealed_sub, _)) in
         secret_streams.into_iter().zip(sealed_streams)
     {
-        tasks.push(tokio::spawn(secret_stream));
-        tasks.push(tokio::spawn(sealed_stream));
-        // Until this replica leads, the shared stores' events are read and dropped (a shared
-        // store's stream stalls when a subscriber's buffer is full).
-        controllers.push((
-            tokio::spawn(standby(secret_sub, leading.clone())),
-            tokio::spawn(standby(sealed_sub, leading.clone())),
-        ));
+        tasks.spawn(
+            format!("the managed Secret watcher ({place})"),
+            secret_stream,
+        );
+        tasks.spawn(format!("the SealedSecret watcher ({place})"), sealed_stream);
+        subscriptions.push((secret_sub, sealed_sub, place));
     }
-    tasks.push(tokio::spawn(key_watch));
-    tasks.push(tokio::spawn(sk_watch));
-    for s in &secret_stores {
-        s.wait_until_ready().await?;
-    }
-    for s in &sealed_stores {
-        s.wait_until_ready().await?;
-    }
-    key_secrets.wait_until_ready().await?;
-    sealing_keys.wait_until_ready().await?;
+    tasks.spawn("the key Secret watcher", key_watch);
+    tasks.spawn("the SealingKey watcher", sk_watch);
+    // Until this replica leads, the shared stores' events are read and dropped (a shared
+    // store's stream stalls when a subscriber's buffer is full).
+    let mut drained: Vec<_> = subscriptions
+        .iter_mut()
+        .flat_map(|(secrets, sealed, _)| {
+            [
+                secrets.by_ref().map(drop).boxed(),
+                sealed.by_ref().map(drop).boxed(),
+            ]
+        })
+        .collect();
+    let synced = async {
+        for s in &secret_stores {
+            s.wait_until_ready().await?;
+        }
+        for s in &sealed_stores {
+            s.wait_until_ready().await?;
+        }
+        key_secrets.wait_until_ready().await?;
+        sealing_keys.wait_until_ready().await
+    };
+    tasks
+        .supervise(while_draining(&mut drained, synced))
+        .await??;
     // Ready means caches synced, on the leader and the standby alike.
     ready_tx.send_replace(true);
     tracing::info!(
         leader_election = config.leader_elect,
         "caches synced; waiting for leadership"
     );
-    while !*leading.borrow_and_update() {
-        leading.changed().await?;
-    }
+    let lead = async {
+        while !*leading.borrow_and_update() {
+            leading.changed().await?;
+        }
+        Ok::<_, watch::error::RecvError>(())
+    };
+    tasks
+        .supervise(while_draining(&mut drained, lead))
+        .await??;
+    drop(drained);
     metrics.leader.set(1);
     tracing::info!(identity = %config.identity, "leading");
 
-    for ((secret_sub, sealed_sub), sealed_store) in
-        controllers.into_iter().zip(sealed_stores.iter().cloned())
+    for ((secret_sub, sealed_sub, place), sealed_store) in
+        subscriptions.into_iter().zip(sealed_stores.iter().cloned())
     {
-        let (secret_sub, sealed_sub) = (secret_sub.await?, sealed_sub.await?);
         let all = broadcast_stream(all_rx.resubscribe());
         // A managed Secret's change wakes its owner, unless it is our own write echoing back.
         let secret_changes = secret_sub.filter_map({
@@ -436,45 +461,55 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             )
             .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
             .for_each(|_| future::ready(()));
-        tasks.push(tokio::spawn(controller));
+        tasks.spawn(format!("the SealedSecret controller ({place})"), controller);
     }
-    tasks.push(tokio::spawn(key_manager(
-        ctx.clone(),
-        key_tick_rx,
-        usage_tick_rx,
-    )));
-    tasks.push(tokio::spawn(report::run(ctx.clone())));
+    tasks.spawn(
+        "the key manager",
+        key_manager(ctx.clone(), key_tick_rx, usage_tick_rx),
+    );
+    tasks.spawn("the status writer", report::run(ctx.clone()));
     // The controllers subscribed after the stores' first lists: look at every object once.
     let _ = all_at_takeover.send(());
 
-    if !config.leader_elect {
-        future::pending::<()>().await;
-    }
-    // Lost leadership: stop writing at once and leave.
-    while *leading.borrow_and_update() {
-        if leading.changed().await.is_err() {
-            break;
+    let lost = async {
+        if !config.leader_elect {
+            return future::pending().await;
         }
-    }
+        while *leading.borrow_and_update() {
+            if leading.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    // Lost leadership: stop writing at once and leave.
+    let ended = tasks.supervise(lost).await;
     ctx.metrics.leader.set(0);
     drop(tasks);
+    ended?;
     anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by")
 }
 
-/// A standby's side of a shared store's subscription: drop its events until this replica
-/// leads (the store itself stays current), then hand the subscription to the controller.
-async fn standby<S>(mut sub: S, mut leading: watch::Receiver<bool>) -> S
-where
-    S: futures::Stream + Unpin,
-{
+/// Run `work` while reading and dropping what `subscriptions` deliver (a standby's side of
+/// the shared stores: the stores stay current, nobody reconciles).
+async fn while_draining<T>(
+    subscriptions: &mut [futures::stream::BoxStream<'_, ()>],
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let mut drain = futures::stream::select_all(subscriptions.iter_mut());
+    let mut work = std::pin::pin!(work);
     loop {
-        if *leading.borrow_and_update() {
-            return sub;
-        }
         tokio::select! {
-            changed = leading.changed() => if changed.is_err() { return sub; },
-            next = sub.next() => if next.is_none() { return sub; },
+            out = &mut work => return out,
+            Some(_) = drain.next() => {}
         }
+    }
+}
+
+/// How a watched scope is named in logs and errors.
+fn place(scope: &Option<String>) -> String {
+    match scope {
+        Some(ns) => format!("namespace {ns}"),
+        None => "all namespaces".into(),
     }
 }
 
@@ -524,24 +559,6 @@ fn owner_of(secret: &Secret) -> Option<ObjectRef<SealedSecret>> {
         .flatten()
         .find(|o| o.controller == Some(true) && o.kind == "SealedSecret")
         .map(|o| ObjectRef::new(&o.name).within(ns))
-}
-
-/// Spawned tasks that are aborted together when this is dropped.
-#[derive(Default)]
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-
-impl AbortOnDrop {
-    fn push(&mut self, task: tokio::task::JoinHandle<()>) {
-        self.0.push(task);
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
 }
 
 /// A broadcast receiver as a stream (a lagging receiver skips what it missed).
