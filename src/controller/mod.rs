@@ -14,6 +14,7 @@ mod reconcile;
 mod report;
 pub mod secret;
 mod tasks;
+mod triggers;
 
 pub use leader::LeaseConfig;
 pub use reconcile::Error;
@@ -288,12 +289,11 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let mut secret_streams = Vec::new();
     let mut sealed_stores = Vec::new();
     let mut sealed_streams = Vec::new();
-    let (deleted_tx, deleted_rx) = tokio::sync::broadcast::channel::<ObjectRef<SealedSecret>>(4096);
     // Wakes the key manager: key changes, and SealedSecret changes (usage counts).
     let (key_tick_tx, key_tick_rx) = watch::channel(());
     let (usage_tick_tx, usage_tick_rx) = watch::channel(());
     for scope in scopes(&config) {
-        let deleted = deleted_tx.clone();
+        let (deleted, deletions) = triggers::Deletions::channel(leading.clone());
         let place = place(&scope);
         let (store, writer) = reflector::store_shared(256);
         let subscriber = writer.subscribe().expect("shared store");
@@ -313,12 +313,12 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             if let Ok(watcher::Event::Delete(secret)) = event
                 && let Some(owner) = owner_of(&secret)
             {
-                let _ = deleted.send(owner);
+                deleted.deleted(owner);
             }
             future::ready(())
         });
         secret_stores.push(store);
-        secret_streams.push((stream, subscriber, place.clone()));
+        secret_streams.push((stream, subscriber, deletions, place.clone()));
         let (sealed_store, sealed_writer) = reflector::store_shared(256);
         let sealed_sub = sealed_writer.subscribe().expect("shared store");
         let sealed_stream = watcher(
@@ -361,9 +361,9 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
 
     // Key changes (new key Secrets) re-reconcile everything; SealingKey changes wake the key manager.
     let key_tick = key_tick_tx.clone();
-    let (all_tx, all_rx) = tokio::sync::broadcast::channel::<()>(16);
-    let all_at_takeover = all_tx.clone();
-    let all_on_key_change = all_tx.clone();
+    let all = triggers::All::new(16);
+    let all_on_key_change = all.clone();
+    let all_on_new_key = all.clone();
     let sk_watch = watcher(
         Api::<SealingKey>::all(client.clone()),
         watcher::Config::default(),
@@ -373,18 +373,18 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     .touched_objects()
     .for_each(move |_| {
         // A state change (rotation) changes which envelopes need re-wrapping.
-        let _ = all_on_key_change.send(());
+        all_on_key_change.ask();
         let _ = key_tick.send(());
         future::ready(())
     });
     let key_watch = key_changes.for_each(move |_| {
-        let _ = all_tx.send(());
+        all_on_new_key.ask();
         let _ = key_tick_tx.send(());
         future::ready(())
     });
 
     let mut subscriptions = Vec::new();
-    for ((secret_stream, secret_sub, place), (sealed_stream, sealed_sub, _)) in
+    for ((secret_stream, secret_sub, deletions, place), (sealed_stream, sealed_sub, _)) in
         secret_streams.into_iter().zip(sealed_streams)
     {
         tasks.spawn(
@@ -392,7 +392,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             secret_stream,
         );
         tasks.spawn(format!("the SealedSecret watcher ({place})"), sealed_stream);
-        subscriptions.push((secret_sub, sealed_sub, place));
+        subscriptions.push((secret_sub, sealed_sub, deletions, place));
     }
     tasks.spawn("the key Secret watcher", key_watch);
     tasks.spawn("the SealingKey watcher", sk_watch);
@@ -400,7 +400,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     // store's stream stalls when a subscriber's buffer is full).
     let mut drained: Vec<_> = subscriptions
         .iter_mut()
-        .flat_map(|(secrets, sealed, _)| {
+        .flat_map(|(secrets, sealed, _, _)| {
             [
                 secrets.by_ref().map(drop).boxed(),
                 sealed.by_ref().map(drop).boxed(),
@@ -439,10 +439,9 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     metrics.leader.set(1);
     tracing::info!(identity = %config.identity, "leading");
 
-    for ((secret_sub, sealed_sub, place), sealed_store) in
+    for ((secret_sub, sealed_sub, deletions, place), sealed_store) in
         subscriptions.into_iter().zip(sealed_stores.iter().cloned())
     {
-        let all = broadcast_stream(all_rx.resubscribe());
         // A managed Secret's change wakes its owner, unless it is our own write echoing back.
         let secret_changes = secret_sub.filter_map({
             let ctx = ctx.clone();
@@ -454,8 +453,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         });
         let controller = Controller::for_shared_stream(sealed_sub, sealed_store)
             .reconcile_on(secret_changes)
-            .reconcile_all_on(all)
-            .reconcile_on(broadcast_stream(deleted_rx.resubscribe()))
+            .reconcile_all_on(all.requests())
+            .reconcile_on(deletions)
             .with_config(
                 kube::runtime::controller::Config::default().concurrency(config.concurrency),
             )
@@ -469,7 +468,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     );
     tasks.spawn("the status writer", report::run(ctx.clone()));
     // The controllers subscribed after the stores' first lists: look at every object once.
-    let _ = all_at_takeover.send(());
+    all.ask();
 
     let lost = async {
         if !config.leader_elect {
@@ -559,22 +558,6 @@ fn owner_of(secret: &Secret) -> Option<ObjectRef<SealedSecret>> {
         .flatten()
         .find(|o| o.controller == Some(true) && o.kind == "SealedSecret")
         .map(|o| ObjectRef::new(&o.name).within(ns))
-}
-
-/// A broadcast receiver as a stream (a lagging receiver skips what it missed).
-fn broadcast_stream<T: Clone + Send + 'static>(
-    rx: tokio::sync::broadcast::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send {
-    use tokio::sync::broadcast::error::RecvError;
-    futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(item) => return Some((item, rx)),
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    })
 }
 
 /// Run the key manager on every key change (within 200 ms), on SealedSecret changes (at most
