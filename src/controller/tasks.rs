@@ -59,6 +59,12 @@ impl Tasks {
         anyhow::anyhow!("{name} {why}")
     }
 
+    /// Abort every task and wait until all have stopped.
+    pub async fn shutdown(&mut self) {
+        self.set.shutdown().await;
+        self.names.clear();
+    }
+
     /// Run `work` while watching the tasks: its output, or the error of the first task that
     /// ended meanwhile.
     pub async fn supervise<T>(&mut self, work: impl Future<Output = T>) -> anyhow::Result<T> {
@@ -138,6 +144,25 @@ mod tests {
             closed,
             Ok(None),
             "the task was aborted and dropped its sender"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_returns_once_every_task_has_stopped() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let mut tasks = Tasks::default();
+        for _ in 0..4 {
+            let tx = tx.clone();
+            tasks.spawn("a writer", async move {
+                let _tx = tx;
+                std::future::pending::<()>().await
+            });
+        }
+        drop(tx);
+        tasks.shutdown().await;
+        assert_eq!(
+            rx.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
         );
     }
 }

@@ -8,6 +8,41 @@ use futures::channel::mpsc;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{broadcast, watch};
 
+/// The triggers the watchers pull (each holds a clone).
+#[derive(Clone)]
+pub struct Triggers {
+    pub all: All,
+    keys: watch::Sender<()>,
+    usage: watch::Sender<()>,
+}
+
+impl Triggers {
+    pub fn new() -> Self {
+        Self {
+            all: All::new(16),
+            keys: watch::Sender::new(()),
+            usage: watch::Sender::new(()),
+        }
+    }
+
+    /// A key Secret or SealingKey changed: every object may open (or re-wrap) differently,
+    /// and the key manager has work.
+    pub fn keys_changed(&self) {
+        self.all.ask();
+        self.keys.send_replace(());
+    }
+
+    /// A SealedSecret changed: key usage counts may have.
+    pub fn usage_changed(&self) {
+        self.usage.send_replace(());
+    }
+
+    /// What wakes the key manager from now on: key changes, and usage changes.
+    pub fn key_manager_wakes(&self) -> (watch::Receiver<()>, watch::Receiver<()>) {
+        (self.keys.subscribe(), self.usage.subscribe())
+    }
+}
+
 /// "Reconcile all" requests, to every scope's controller. Requests coalesce: a controller
 /// that fell behind sees one request for all it missed.
 #[derive(Clone)]
