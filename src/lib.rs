@@ -1,7 +1,7 @@
 //! gitseal: seal Kubernetes Secrets for GitOps.
 //!
 //! Layers, imports pointing down only:
-//! `cli` → `controller` → `keyring` → `api`; `manifest` → `format` → `crypto`
+//! `cli` → `controller` → `unsealer` (the pure core) → `keyring` → `api`; `manifest` → `format` → `crypto`
 //! (`api` and `manifest` read `format`'s scope and envelope types, so the CLI emits exactly
 //! what the controller reads).
 
@@ -12,4 +12,5 @@ pub mod crypto;
 pub mod format;
 pub mod keyring;
 pub mod manifest;
+pub mod unsealer;
 pub mod yaml;

@@ -2,8 +2,11 @@
 //! `SealingKey`. The CRD YAML in deploy/ is generated from these types (`gitseal crds`), and a
 //! test fails if the committed copy drifts.
 
+mod reason;
 mod sealed_secret;
 mod sealing_key;
+
+pub use reason::Reason;
 
 pub use sealed_secret::{
     SealedSecret, SealedSecretSpec, SealedSecretStatus, SecretTemplate, TemplateMetadata,

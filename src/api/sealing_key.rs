@@ -89,12 +89,12 @@ pub struct SealingKeyStatus {
 /// Its `observedGeneration` tells `gitseal keys retire` that the verdict is for its request.
 pub const RETIRED_CONDITION: &str = "Retired";
 /// Reason: spec asks for `Retired` but SealedSecrets still use the key (and no `force`).
-pub const RETIRE_REFUSED: &str = "RetireRefused";
+pub const RETIRE_REFUSED: &str = super::Reason::RetireRefused.as_str();
 /// Reason: the retirement or deletion waits until every SealedSecret has been checked for
 /// the key (after a start, or a key change); not a refusal, a verdict follows.
-pub const RETIRE_PENDING: &str = "Pending";
+pub const RETIRE_PENDING: &str = super::Reason::RetirePending.as_str();
 /// Reason: the SealingKey was deleted while SealedSecrets still use it; a finalizer keeps it
 /// and its private key until they no longer do.
-pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+pub const DELETION_BLOCKED: &str = super::Reason::DeletionBlocked.as_str();
 /// Condition type saying whether the controller holds a trusted private key for this key.
 pub const PRIVATE_KEY_CONDITION: &str = "PrivateKey";

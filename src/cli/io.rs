@@ -4,6 +4,7 @@
 
 use super::Failure;
 use crate::manifest::{Location, MAX_INPUT_LEN, ManifestError};
+use rayon::prelude::*;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -85,7 +86,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Source>, Failure> {
         let meta = std::fs::metadata(&path).map_err(|e| Failure::input(format!("{arg}: {e}")))?;
         if meta.is_dir() {
             let mut files = Vec::new();
-            walk(&path, &mut files).map_err(|e| Failure::input(format!("{arg}: {e}")))?;
+            walk(&path, &mut files).map_err(Failure::input)?;
             out.extend(files.into_iter().map(|f| Source {
                 path: Some(f),
                 root: Some(path.clone()),
@@ -100,19 +101,26 @@ pub fn expand(args: &[String]) -> Result<Vec<Source>, Failure> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            walk(&path, out)?;
-        } else if is_manifest(&path) {
-            out.push(path);
+/// The manifest files under `dir`, depth first with every directory's entries sorted by
+/// file name, skipping hidden entries (and all below a hidden directory; `dir` itself may be
+/// hidden). Symbolic links are listed, not followed. An error names the path it is about.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let hidden =
+        |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().as_encoded_bytes().starts_with(b".");
+    for entry in walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !hidden(e))
+    {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(dir).display();
+            match e.io_error() {
+                Some(io) => format!("{path}: {io}"),
+                None => format!("{path}: {e}"),
+            }
+        })?;
+        if !entry.file_type().is_dir() && is_manifest(entry.path()) {
+            out.push(entry.into_path());
         }
     }
     Ok(())
@@ -154,7 +162,10 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])], mode: u32) -> Result<(), Failu
         Ok((path, tmp))
     };
     // On error every temp file made so far is removed as `staged` drops.
-    let staged: Vec<_> = par_map(files.len(), stage)
+    let staged: Vec<_> = (0..files.len())
+        .into_par_iter()
+        .map(stage)
+        .collect::<Vec<_>>()
         .into_iter()
         .collect::<Result<_, Failure>>()?;
     match staged.as_slice() {
@@ -193,46 +204,99 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, Failure> 
     }
 }
 
-/// `f(0..n)` on every core (one thread when `n` is small), results in index order.
-pub fn par_map<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
-    const MIN_PER_THREAD: usize = 8;
-    // Asking for the core count reads cgroup files: a sizeable part of sealing one file.
-    let threads = if n < 2 * MIN_PER_THREAD {
-        1
-    } else {
-        std::thread::available_parallelism()
-            .map_or(1, |t| t.get())
-            .min(n / MIN_PER_THREAD)
-    };
-    if threads == 1 {
-        return (0..n).map(f).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut out: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= n {
-                            return done;
-                        }
-                        done.push((i, f(i)));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("worker panicked"))
-            .collect()
-    });
-    out.sort_unstable_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, r)| r).collect()
-}
-
 /// Mode of files that hold only public or encrypted data.
 pub const PUBLIC_MODE: u32 = 0o644;
 /// Mode of files that hold key material or plain text.
 pub const PRIVATE_MODE: u32 = 0o600;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_sorts_skips_hidden_and_keeps_only_manifests() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join(".secrets"); // the root itself may be hidden
+        for f in [
+            "b.yaml",
+            "a.yml",
+            "A.yaml",
+            "c.json",
+            "notes.txt",
+            ".hidden.yaml",
+            ".git/x.yaml",
+            "sub/z.yaml",
+            "sub/.h/y.yaml",
+            "sub/deeper/w.json",
+        ] {
+            let path = root.join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "x").unwrap();
+        }
+        // Links are listed, not followed: a link to a directory is not walked.
+        std::os::unix::fs::symlink(root.join("sub"), root.join("link")).unwrap();
+        std::os::unix::fs::symlink(root.join("b.yaml"), root.join("l.yaml")).unwrap();
+        let mut out = Vec::new();
+        walk(&root, &mut out).unwrap();
+        let rel: Vec<_> = out
+            .iter()
+            .map(|p| p.strip_prefix(&root).unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                "A.yaml",
+                "a.yml",
+                "b.yaml",
+                "c.json",
+                "l.yaml",
+                "sub/deeper/w.json",
+                "sub/z.yaml"
+            ]
+        );
+        let missing = tmp.path().join("gone");
+        let err = walk(&missing, &mut out).unwrap_err();
+        assert!(
+            err.starts_with(&format!("{}: ", missing.display())),
+            "{err}"
+        );
+        assert!(err.contains("No such file"), "{err}");
+    }
+
+    #[test]
+    fn write_all_atomic_writes_every_file_or_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let names: Vec<PathBuf> = (0..40)
+            .map(|i| tmp.path().join(format!("d{}/f{i:02}.yaml", i % 3)))
+            .collect();
+        let texts: Vec<String> = (0..40).map(|i| format!("file {i}\n")).collect();
+        let files: Vec<(&Path, &[u8])> = names
+            .iter()
+            .zip(&texts)
+            .map(|(p, t)| (p.as_path(), t.as_bytes()))
+            .collect();
+        write_all_atomic(&files, PUBLIC_MODE).unwrap();
+        for (p, t) in names.iter().zip(&texts) {
+            assert_eq!(&std::fs::read_to_string(p).unwrap(), t);
+        }
+        // One destination under a regular file: staging fails, nothing is renamed, and no
+        // temp file is left behind.
+        let blocked = tmp.path().join("d0/f00.yaml/x.yaml");
+        let mut again = files.clone();
+        again[0].1 = b"changed";
+        again.push((blocked.as_path(), b"y"));
+        let err = write_all_atomic(&again, PUBLIC_MODE).unwrap_err();
+        assert!(err.message.contains("x.yaml"), "{}", err.message);
+        assert_eq!(std::fs::read_to_string(&names[0]).unwrap(), texts[0]);
+        for d in 0..3 {
+            let stray = std::fs::read_dir(tmp.path().join(format!("d{d}")))
+                .unwrap()
+                .filter(|e| {
+                    let e = e.as_ref().unwrap();
+                    e.file_name().to_string_lossy().starts_with(".gitseal-")
+                })
+                .count();
+            assert_eq!(stray, 0);
+        }
+    }
+}

@@ -4,7 +4,8 @@
 use super::io::{PUBLIC_MODE, write_atomic};
 use super::kube::{block_on, client, cluster_failure};
 use super::{CmdResult, Failure, KeysFetchArgs, KeysListArgs, KeysRetireArgs, exit};
-use crate::api::{KeyState, SealingKey, SealingKeySpec};
+use crate::api::SealingKey;
+use crate::keyring::lifecycle::new_active_key;
 use crate::keyring::next_key_name;
 use crate::manifest::{KeyringEntry, KeyringFile};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -96,13 +97,7 @@ pub fn rotate(args: KeysListArgs) -> CmdResult {
             keys.iter()
                 .map(|k| k.metadata.name.as_deref().unwrap_or_default()),
         );
-        let key = SealingKey::new(
-            &name,
-            SealingKeySpec {
-                state: KeyState::Active,
-                force: false,
-            },
-        );
+        let key = new_active_key(&name);
         Api::<SealingKey>::all(client)
             .create(&cli_post_params(), &key)
             .await

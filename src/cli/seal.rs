@@ -3,7 +3,7 @@
 //! SealedSecret file. Everything is sealed in memory first; files are written only when all
 //! inputs succeeded, each atomically.
 
-use super::io::{PUBLIC_MODE, Source, expand, par_map, write_all_atomic, write_atomic};
+use super::io::{PUBLIC_MODE, Source, expand, write_all_atomic, write_atomic};
 use super::recipients::{Recipients, none_configured};
 use super::{CmdResult, Failure, SealArgs, exit};
 use crate::api::SealedSecret;
@@ -14,6 +14,7 @@ use crate::manifest::{
     parse_documents, parse_sealed, parse_secret, seal,
 };
 use rand::Rng;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -85,7 +86,12 @@ fn seal_all(
                 .ok_or_else(|| none_configured(&src.name()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    par_map(jobs.len(), |i| seal_source(args, jobs[i].0, &resolved[i]))
+    // Every result is kept, then the first failure in input order is returned: rayon's own
+    // `collect` into a `Result` would return whichever failure some thread saw first.
+    jobs.par_iter()
+        .zip(&resolved)
+        .map(|((src, _), resolved)| seal_source(args, src, resolved))
+        .collect::<Vec<_>>()
         .into_iter()
         .collect()
 }

@@ -6,6 +6,7 @@
 use super::{tasks::Tasks, triggers};
 use crate::api::{SealedSecret, SealingKey};
 use crate::keyring::KEY_LABEL;
+use crate::unsealer::secret::ManagedSecret;
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
@@ -20,8 +21,8 @@ const SUBSCRIBER_BUFFER: usize = 256;
 
 /// Every cache, for reconciles and writers to read.
 pub struct Stores {
-    /// Managed Secrets (label selector), one store per watched scope.
-    pub secrets: Vec<Store<Secret>>,
+    /// Managed Secrets (label selector, digests instead of data), one store per watched scope.
+    pub secrets: Vec<Store<ManagedSecret>>,
     /// SealedSecrets, one store per watched scope.
     pub sealed: Vec<Store<SealedSecret>>,
     /// Key Secrets in the controller's namespace.
@@ -49,7 +50,7 @@ impl Stores {
 pub struct Scope {
     /// How the scope is named in logs and errors ("namespace apps", "all namespaces").
     pub place: String,
-    pub secrets: ReflectHandle<Secret>,
+    pub secrets: ReflectHandle<ManagedSecret>,
     pub sealed: ReflectHandle<SealedSecret>,
     pub deletions: UnboundedReceiver<ObjectRef<SealedSecret>>,
 }
@@ -124,8 +125,8 @@ fn watch_secrets(
     place: &str,
     leading: &watch::Receiver<bool>,
 ) -> (
-    Store<Secret>,
-    ReflectHandle<Secret>,
+    Store<ManagedSecret>,
+    ReflectHandle<ManagedSecret>,
     UnboundedReceiver<ObjectRef<SealedSecret>>,
 ) {
     let (deleted, deletions) = triggers::Deletions::channel(leading.clone());
@@ -137,7 +138,7 @@ fn watch_secrets(
         super::secret::MANAGED_BY.1
     );
     let stream = watcher(
-        api_in::<Secret>(client, scope),
+        api_in::<ManagedSecret>(client, scope),
         // Streaming lists: the initial state arrives object by object, never as one page
         // of up to 500 Secrets of up to 1 MiB each.
         watcher::Config::default()
@@ -145,7 +146,6 @@ fn watch_secrets(
             .streaming_lists(),
     )
     .default_backoff()
-    .modify(super::secret::for_cache)
     .reflect_shared(writer)
     .for_each(move |event| {
         // Shared stores do not pass deletions on: trigger the owner ourselves.
@@ -229,7 +229,7 @@ where
 }
 
 /// The SealedSecret that controls a managed Secret.
-pub fn owner_of(secret: &Secret) -> Option<ObjectRef<SealedSecret>> {
+pub fn owner_of(secret: &ManagedSecret) -> Option<ObjectRef<SealedSecret>> {
     let ns = secret.metadata.namespace.as_deref()?;
     secret
         .metadata
@@ -250,7 +250,7 @@ const CACHE_VALUES_UP_TO: usize = 32 * 1024;
 /// envelope id: what key usage and in-sync checks read); its reconcile reads the whole object
 /// from the API server. A cut value cannot be opened, so a cached object is never mistaken
 /// for the whole one. This bounds the cache by object count, not by what tenants store.
-fn slim_sealed(s: &mut SealedSecret) {
+pub fn slim_sealed(s: &mut SealedSecret) {
     s.metadata.managed_fields = None;
     s.metadata.labels = None;
     s.metadata.annotations = None;

@@ -7,6 +7,7 @@ use super::policy::Policy;
 use super::{Config, FIELD_MANAGER, events, memo, metrics, reconcile, report};
 use crate::api::{SealedSecret, SealingKey};
 use crate::keyring::PrivateKeys;
+use crate::unsealer::secret::ManagedSecret;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
@@ -23,7 +24,7 @@ pub struct Context {
     pub recorder: events::Recorder,
     pub metrics: Arc<metrics::Metrics>,
     /// Managed Secrets (label selector), one store per watched scope.
-    secret_stores: Vec<Store<Secret>>,
+    secret_stores: Vec<Store<ManagedSecret>>,
     /// Key Secrets in the controller's namespace.
     pub(super) key_secrets: Store<Secret>,
     /// SealingKeys (which key is Active).
@@ -167,7 +168,7 @@ impl Context {
     }
 
     /// The cached managed Secret `ns/name`, if any.
-    pub fn managed_secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
+    pub fn managed_secret(&self, ns: &str, name: &str) -> Option<Arc<ManagedSecret>> {
         let key = ObjectRef::new(name).within(ns);
         self.secret_stores.iter().find_map(|s| s.get(&key))
     }

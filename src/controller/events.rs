@@ -7,6 +7,7 @@
 //! once a minute. A repeat within the window (a failing object retried with back-off, a
 //! Secret someone keeps editing) patches the existing Event's `series`, as client-go does.
 
+use crate::api::Reason;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -25,7 +26,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// One Event to publish about an object.
 pub struct Event {
     pub type_: EventType,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub action: &'static str,
     pub note: String,
 }
@@ -153,7 +154,7 @@ impl Recorder {
                 ..Default::default()
             },
             action: Some(ev.action.to_string()),
-            reason: Some(ev.reason.to_string()),
+            reason: Some(ev.reason.as_str().to_string()),
             note: Some(ev.note.clone()),
             type_: Some(type_name(ev.type_).to_string()),
             event_time: Some(MicroTime(stamp)),
@@ -182,7 +183,12 @@ fn identity(ev: &Event, regarding: &ObjectReference) -> u64 {
             &regarding.name,
             &regarding.uid,
         ),
-        (type_name(ev.type_), &ev.reason, &ev.action, &ev.note),
+        (
+            type_name(ev.type_),
+            ev.reason.as_str(),
+            &ev.action,
+            &ev.note,
+        ),
     ))
 }
 
@@ -193,7 +199,7 @@ mod tests {
     fn ev(note: &str) -> Event {
         Event {
             type_: EventType::Warning,
-            reason: "KeyNotFound",
+            reason: Reason::KeyNotFound,
             action: "Unseal",
             note: note.into(),
         }

@@ -6,8 +6,7 @@
 use super::Context;
 use super::events::Event;
 use crate::api::{
-    DELETION_BLOCKED, KeyState, PRIVATE_KEY_CONDITION, RETIRE_REFUSED, RETIRED_CONDITION,
-    SealingKey, SealingKeySpec, SealingKeyStatus,
+    KeyState, PRIVATE_KEY_CONDITION, RETIRED_CONDITION, Reason, SealingKey, SealingKeyStatus,
 };
 use crate::crypto::Identity;
 use crate::keyring::lifecycle::{self, Held, KeyView, Retirement, Verdict};
@@ -77,7 +76,7 @@ pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
         .iter()
         .filter(|v| {
             matches!(&v.retired, Some(Retirement::Refused { reason, .. })
-                if *reason == RETIRE_REFUSED || *reason == DELETION_BLOCKED)
+                if matches!(reason, Reason::RetireRefused | Reason::DeletionBlocked))
         })
         .count();
     ctx.metrics
@@ -148,7 +147,7 @@ async fn manage_key(
             ctx,
             key,
             EventType::Normal,
-            "Retired",
+            Reason::Retired,
             "private key deleted",
         )
         .await;
@@ -202,14 +201,7 @@ async fn remove_finalizer(api: &Api<SealingKey>, key: &SealingKey) -> Result<(),
 
 /// Create SealingKey `name`, Active; two replicas racing make one (409 for the other).
 async fn create_key(ctx: &Context, name: &str) -> Result<(), kube::Error> {
-    let mut key = SealingKey::new(
-        name,
-        SealingKeySpec {
-            state: KeyState::Active,
-            force: false,
-        },
-    );
-    key.metadata.finalizers = Some(vec![KEY_FINALIZER.to_string()]);
+    let key = lifecycle::new_active_key(name);
     let api: Api<SealingKey> = Api::all(ctx.client.clone());
     let params = PostParams {
         field_manager: Some(super::FIELD_MANAGER.into()),
@@ -307,16 +299,22 @@ async fn publish_status(
         }
     }
     let (held, reason, message) = match &view.held {
-        Held::Trusted => ("True", "Held", String::new()),
-        Held::Missing if verdict.state == KeyState::Retired => {
-            ("False", "Retired", "deleted on retirement".to_string())
-        }
+        Held::Trusted => ("True", Reason::Held, String::new()),
+        Held::Missing if verdict.state == KeyState::Retired => (
+            "False",
+            Reason::Retired,
+            "deleted on retirement".to_string(),
+        ),
         Held::Missing => (
             "False",
-            "PrivateKeyMissing",
+            Reason::PrivateKeyMissing,
             "the private key Secret is missing; restore it from a backup".to_string(),
         ),
-        Held::Untrusted(why) => ("False", "PrivateKeyUntrusted", format!("key Secret {why}")),
+        Held::Untrusted(why) => (
+            "False",
+            Reason::PrivateKeyUntrusted,
+            format!("key Secret {why}"),
+        ),
     };
     let mut conditions = Vec::new();
     conditions.push(condition(
@@ -333,7 +331,7 @@ async fn publish_status(
             &old,
             RETIRED_CONDITION,
             "True",
-            "Retired",
+            Reason::Retired,
             "private key deleted",
             generation,
         )),
@@ -342,7 +340,7 @@ async fn publish_status(
                 &old,
                 RETIRED_CONDITION,
                 "False",
-                reason,
+                *reason,
                 message,
                 generation,
             );
@@ -350,7 +348,7 @@ async fn publish_status(
                 .conditions
                 .iter()
                 .any(|o| o.type_ == c.type_ && o.reason == c.reason && o.message == c.message);
-            if !known && *reason != crate::api::RETIRE_PENDING {
+            if !known && *reason != Reason::RetirePending {
                 warn = Some((*reason, message.clone()));
             }
             conditions.push(c);
@@ -381,7 +379,7 @@ fn condition(
     old: &SealingKeyStatus,
     type_: &str,
     status: &str,
-    reason: &str,
+    reason: Reason,
     message: &str,
     generation: Option<i64>,
 ) -> Condition {
@@ -396,7 +394,7 @@ fn condition(
     Condition {
         type_: type_.into(),
         status: status.into(),
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         message: message.into(),
         last_transition_time: since,
         observed_generation: generation,
@@ -407,7 +405,7 @@ async fn publish_event(
     ctx: &Context,
     key: &SealingKey,
     type_: EventType,
-    reason: &'static str,
+    reason: Reason,
     note: &str,
 ) {
     let ev = Event {

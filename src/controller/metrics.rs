@@ -101,10 +101,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn reconciled(&self, reason: &str) {
+    pub fn reconciled(&self, reason: crate::api::Reason) {
         self.reconciles
             .get_or_create(&ReasonLabel {
-                reason: reason.to_string(),
+                reason: reason.as_str().to_string(),
             })
             .inc();
     }

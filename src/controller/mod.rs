@@ -1,9 +1,10 @@
-//! The in-cluster controller. A pure core decides (what Secret a SealedSecret describes,
-//! key rules, template policy: `secret`, `policy`, `keys`' rules); a thin kube-runtime shell
-//! runs it: caches and their watchers (`caches`), what wakes the reconcilers (`triggers`),
-//! the SealedSecret reconcilers, one per watched namespace or one for all (`reconcile`),
-//! the key manager (`keys`), status and Events (`report`, `events`), Lease leader election
-//! (`leader`), /metrics, /healthz and /readyz (`http`), all supervised by `tasks`.
+//! The in-cluster controller: a thin kube-runtime shell around the pure core in
+//! [`crate::unsealer`] (and the key rules in [`crate::keyring::lifecycle`]). Caches and
+//! their watchers (`caches`), what wakes the reconcilers (`triggers`), the SealedSecret
+//! reconcilers, one per watched namespace or one for all (`reconcile`), the key manager
+//! (`keys`), status and Events (`report`, `events`), Lease leader election (`leader`),
+//! /metrics, /healthz and /readyz (`http`), what they share (`context`), all supervised
+//! by `tasks`.
 //!
 //! Every replica keeps its caches warm from the start, and /readyz says they are synced;
 //! only the replica holding the lease reconciles and writes, and a standby takes over at
@@ -17,13 +18,14 @@ mod keys;
 pub mod leader;
 mod memo;
 pub mod metrics;
-pub mod policy;
+#[cfg(test)]
+mod mock_tests;
 mod reconcile;
 mod report;
-pub mod secret;
 mod tasks;
 mod triggers;
 
+pub use crate::unsealer::{policy, secret};
 pub use context::{Context, Settings};
 pub use leader::LeaseConfig;
 pub use reconcile::Error;

@@ -1,19 +1,21 @@
-//! SealedSecret → Secret: pick private keys by key id, open every value, write the Secret
-//! with server-side apply when it differs, and report status and Events. `error_policy`
-//! backs off per object, so one bad object never blocks the others.
+//! The SealedSecret reconciler, in kube-runtime's shape: `reconcile(obj, ctx) -> Action` and
+//! `error_policy`. The decisions are the core's ([`crate::unsealer`]): open the object with
+//! the cluster's trusted keys, plan the write; this file carries them out against the API
+//! server and queues status and Events. A check whose inputs are unchanged since the last
+//! unseal compares digests and decrypts nothing. `error_policy` backs off per object, so one
+//! bad object never blocks the others.
 
 use super::events::Event;
 use super::memo;
 use super::report::{Ready, Report};
-use super::secret::{Digest, Source, adoptable, data_digest, desired, in_sync, owned_by};
 use super::{Context, FIELD_MANAGER};
-use crate::api::SealedSecret;
-use crate::crypto::Recipient;
-use crate::format::{Envelopes, Opener, rewrap};
-use crate::keyring::PrivateKeys;
-use crate::manifest::{ErrorKind, Location, check_sealed, open_values, wanted_key_ids};
+use crate::api::{Reason, SealedSecret};
+use crate::format::Envelopes;
+use crate::manifest::wanted_key_ids;
+use crate::unsealer::secret::{Digest, ManagedSecret, data_digest, desired, mark};
+use crate::unsealer::{Failure, Write, earlier_rewraps, plan, unseal, was_unsealed};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -22,31 +24,30 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Why an object is not Ready. The message names the cause and never holds plain text.
+/// Why an object is not Ready: the core's verdict, or the API server's refusal. Messages name
+/// the cause and never hold plain text.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{reason}: {message}")]
-    Unseal {
-        reason: &'static str,
-        message: String,
-    },
+    #[error("{}: {}", .0.reason, .0.message())]
+    Unseal(#[from] Failure),
     #[error("API request failed: {0}")]
     Kube(#[from] kube::Error),
 }
 
 impl Error {
-    fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::Unseal { reason, .. } => reason,
-            Error::Kube(_) => "ApiError",
+            Error::Unseal(f) => f.reason,
+            Error::Kube(_) => Reason::ApiError,
         }
     }
-}
 
-fn unseal_error(reason: &'static str, message: impl Into<String>) -> Error {
-    Error::Unseal {
-        reason,
-        message: message.into(),
+    /// What status and Events say: never the API server's own text (see [`super::scrub`]).
+    fn message(&self) -> String {
+        match self {
+            Error::Unseal(f) => f.message(),
+            Error::Kube(k) => format!("{} (retrying)", super::scrub(k)),
+        }
     }
 }
 
@@ -59,59 +60,60 @@ enum Wrote {
     Repaired,
 }
 
+impl Wrote {
+    /// The Normal Event that says so.
+    fn event(&self, name: &str) -> Option<Event> {
+        let (reason, action, note) = match self {
+            Wrote::Nothing => return None,
+            Wrote::Created => (
+                Reason::Unsealed,
+                "Created",
+                format!("created Secret {name}"),
+            ),
+            Wrote::Updated => (
+                Reason::Unsealed,
+                "Updated",
+                format!("updated Secret {name}"),
+            ),
+            Wrote::Repaired => (
+                Reason::DriftRepaired,
+                "Restored",
+                format!("restored Secret {name} to what the SealedSecret says"),
+            ),
+        };
+        Some(Event {
+            type_: EventType::Normal,
+            reason,
+            action,
+            note,
+        })
+    }
+}
+
 pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = apply(&sealed, &ctx).await;
-    let rewrapped = result.as_ref().ok().map(|(_, r)| r.clone());
-    let result = result.map(|(wrote, _)| wrote);
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
-    // Key ids in status: those whose wrapping unwrapped, not merely those named.
-    let (_, keys_version) = ctx.private_keys();
-    let active = ctx.active_key();
-    let inputs = memo_inputs(
-        &sealed,
-        keys_version,
-        active.as_ref().map(|(id, _)| id.as_str()),
-    );
+    let inputs = ctx.memo_inputs(&sealed);
     let uid = sealed.meta().uid.clone().unwrap_or_default();
+    // Key ids in status: those whose wrapping unwrapped, not merely those named.
     let used = ctx.memo.used(&uid, inputs).unwrap_or_default();
     let key_ids: Vec<String> = wanted_key_ids(&sealed)
         .into_iter()
         .filter(|id| used.contains(&memo::key_id_hash(id)))
         .collect();
-    let name = sealed.name_any();
     let at = jiff::Timestamp::now();
-    let (ready, event) = match &result {
-        Ok(wrote) => {
-            ctx.metrics.reconciled("Unsealed");
-            let event = match wrote {
-                Wrote::Nothing => None,
-                Wrote::Created => Some(("Unsealed", "Created", format!("created Secret {name}"))),
-                Wrote::Updated => Some(("Unsealed", "Updated", format!("updated Secret {name}"))),
-                Wrote::Repaired => Some((
-                    "DriftRepaired",
-                    "Restored",
-                    format!("restored Secret {name} to what the SealedSecret says"),
-                )),
-            };
-            (
-                Ready::Unsealed { at },
-                event.map(|(reason, action, note)| Event {
-                    type_: EventType::Normal,
-                    reason,
-                    action,
-                    note,
-                }),
-            )
+    let (ready, event, rewrapped) = match &result {
+        Ok((wrote, rewrapped)) => {
+            ctx.metrics.reconciled(Reason::Unsealed);
+            let event = wrote.event(&sealed.name_any());
+            (Ready::Unsealed { at }, event, Some(rewrapped.clone()))
         }
         Err(e) => {
             ctx.metrics.reconciled(e.reason());
-            let message = match e {
-                Error::Unseal { message, .. } => message.clone(),
-                Error::Kube(k) => format!("{} (retrying)", super::scrub(k)),
-            };
+            let message = e.message();
             let event = Event {
                 type_: EventType::Warning,
                 reason: e.reason(),
@@ -123,7 +125,7 @@ pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<A
                 message,
                 at,
             };
-            (ready, Some(event))
+            (ready, Some(event), None)
         }
     };
     ctx.reports.push(
@@ -152,7 +154,7 @@ pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>)
     let delay = Duration::from_millis(500)
         .saturating_mul(1u32 << n.min(10))
         .min(Duration::from_secs(300));
-    tracing::info!(object = %ObjectRef::from_obj(&*sealed), reason = error.reason(), retry_in = ?delay, "not ready");
+    tracing::info!(object = %ObjectRef::from_obj(&*sealed), reason = %error.reason(), retry_in = ?delay, "not ready");
     // What the API server said goes to the operator's log only (status and Events carry the
     // scrubbed form), at debug level: a webhook's or server's message can quote request data.
     if let Error::Kube(e) = error {
@@ -161,18 +163,12 @@ pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>)
     Action::requeue(delay)
 }
 
-/// Open the values and make the Secret say them; also re-wrap envelopes the Active key
-/// cannot open yet (for `gitseal reseal`). A check whose inputs are unchanged since the last
-/// unseal compares digests and decrypts nothing. Whatever the outcome, which key ids unwrap
-/// this object's envelopes is remembered (key usage).
+/// Make the Secret say `sealed`'s values, and re-wrap the envelopes the Active key cannot
+/// open yet (for `gitseal reseal`). Whatever the outcome, which key ids unwrap this object's
+/// envelopes is remembered (key usage).
 async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes), Error> {
-    let (keys, keys_version) = ctx.private_keys();
     let active = ctx.active_key();
-    let inputs = memo_inputs(
-        sealed,
-        keys_version,
-        active.as_ref().map(|(id, _)| id.as_str()),
-    );
+    let inputs = ctx.memo_inputs(sealed);
     let uid = sealed.meta().uid.clone().unwrap_or_default();
     let cached = ctx.managed_secret(&sealed.namespace().unwrap_or_default(), &sealed.name_any());
     if let Some(actual) = &cached
@@ -189,104 +185,46 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes
     }
     let whole = ctx.whole(sealed).await?;
     let sealed = whole.as_ref().map_or(sealed, |(s, _)| s);
-    let mut used = Vec::new();
-    let result = open_and_write(sealed, ctx, cached, &keys, active, &mut used).await;
-    let digest = result.as_ref().ok().map(|(_, _, d)| *d);
-    ctx.memo.put(&uid, inputs, digest, &used);
-    result.map(|(wrote, rewrapped, _)| (wrote, rewrapped))
-}
-
-async fn open_and_write(
-    sealed: &SealedSecret,
-    ctx: &Context,
-    cached: Option<Arc<Secret>>,
-    keys: &PrivateKeys,
-    active: Option<(String, Recipient)>,
-    used: &mut Vec<u64>,
-) -> Result<(Wrote, Envelopes, Digest), Error> {
-    let at = location(sealed);
-    // A binding that disagrees with the metadata is reported by opening (BindingMismatch).
-    let problems = check_sealed(sealed, &at, None)
-        .into_iter()
-        .filter(|p| p.at.field != "spec.boundTo");
-    if let Some(problem) = problems.into_iter().next() {
-        return Err(unseal_error(
-            "InvalidSpec",
-            format!("{}: {}", problem.at.field, problem.message),
-        ));
-    }
-    let wanted = wanted_key_ids(sealed);
-    let picked = keys.pick(&wanted);
-    if picked.is_empty() {
-        return Err(unseal_error(
-            "KeyNotFound",
-            format!(
-                "sealed for key ids [{}]; this cluster has [{}]",
-                wanted.into_iter().collect::<Vec<_>>().join(", "),
-                keys.ids().join(", ")
-            ),
-        ));
-    }
-    let mut opener = Opener::new(picked.iter().copied());
-    *used = verified_key_ids(sealed, &picked, &mut opener);
-    // Policy before any value is decrypted: a refused object gets nothing written.
-    if let Err(denied) = ctx.config.policy.check(sealed) {
-        return Err(unseal_error("PolicyDenied", denied.to_string()));
-    }
-    let (wrote, digest) = write_secret(sealed, ctx, cached, &mut opener).await?;
-    let rewrapped = rewraps(sealed, active, &mut opener);
-    Ok((wrote, rewrapped, digest))
-}
-
-/// The key ids (hashed, see [`memo::key_id_hash`]) among `picked` whose wrapping of an
-/// envelope that a value references unwraps to that envelope's committed data key. Warms
-/// `opener` with each envelope's data key; a key id merely named, or wrapping garbage,
-/// counts for nothing (so a fake stanza cannot keep a key from being retired).
-fn verified_key_ids(
-    sealed: &SealedSecret,
-    picked: &[&crate::crypto::Identity],
-    opener: &mut Opener<'_>,
-) -> Vec<u64> {
-    let referenced: std::collections::BTreeSet<&str> = sealed
-        .spec
-        .encrypted_data
-        .values()
-        .filter_map(|v| crate::format::SealedValue::envelope_id_of(v))
+    let (keys, _) = ctx.private_keys();
+    let held = keys.identities();
+    let (opened, mut unsealing) = unseal(sealed, &held, Some(&ctx.config.policy));
+    let used: Vec<u64> = unsealing
+        .used
+        .iter()
+        .map(|id| memo::key_id_hash(id))
         .collect();
-    let mut used = std::collections::BTreeSet::new();
-    for id in referenced {
-        let Some(wrapped) = sealed.spec.envelopes.get(id) else {
-            continue;
-        };
-        let held: Vec<&crate::crypto::Identity> = picked
-            .iter()
-            .copied()
-            .filter(|i| wrapped.contains_key(&i.key_id()))
-            .collect();
-        // One held wrapping (the usual case): the opener's own unwrap verifies it. Several
-        // (during a rotation): each is verified on its own, so a bad one counts for nothing.
-        let opened = opener.data_key(&sealed.spec.envelopes, id).is_ok();
-        match held.as_slice() {
-            [only] if opened => {
-                used.insert(memo::key_id_hash(&only.key_id()));
-            }
-            [_] | [] => {}
-            several => {
-                for identity in several {
-                    if Opener::new([*identity])
-                        .data_key(&sealed.spec.envelopes, id)
-                        .is_ok()
-                    {
-                        used.insert(memo::key_id_hash(&identity.key_id()));
-                    }
-                }
-            }
+    let written = match opened {
+        Ok(mut secret) => {
+            mark(&mut secret, sealed);
+            let digest = data_digest(secret.data.as_ref());
+            write(sealed, ctx, cached, secret, &digest)
+                .await
+                .map(|w| (w, digest))
         }
-    }
-    used.into_iter().collect()
+        Err(failure) => Err(failure.into()),
+    };
+    ctx.memo
+        .put(&uid, inputs, written.as_ref().ok().map(|(_, d)| *d), &used);
+    let (wrote, _) = written?;
+    let active = active.as_ref().map(|(id, r)| (id.as_str(), r));
+    Ok((wrote, unsealing.rewraps(sealed, active)))
 }
 
-/// What `sealed`'s unsealed data depends on besides itself: the private keys and the Active one.
+impl Context {
+    /// What `sealed`'s unsealed data depends on besides itself, now.
+    pub(super) fn memo_inputs(&self, sealed: &SealedSecret) -> memo::Inputs {
+        let (_, keys_version) = self.private_keys();
+        let active = self.active_key();
+        memo_inputs(
+            sealed,
+            keys_version,
+            active.as_ref().map(|(id, _)| id.as_str()),
+        )
+    }
+}
+
+/// What `sealed`'s unsealed data depends on besides itself: its spec, the private keys and
+/// the Active one.
 pub(super) fn memo_inputs(
     sealed: &SealedSecret,
     keys_version: u64,
@@ -302,218 +240,114 @@ pub(super) fn memo_inputs(
 /// same spec and keys (so there is nothing to decrypt or write).
 fn known_in_sync(
     sealed: &SealedSecret,
-    actual: &Secret,
+    actual: &ManagedSecret,
     ctx: &Context,
     inputs: memo::Inputs,
 ) -> bool {
     let uid = sealed.meta().uid.as_deref().unwrap_or_default();
     ctx.memo.get(uid, inputs).is_some_and(|digest| {
-        owned_by(actual, sealed)
-            && in_sync(
-                actual,
-                Source::Cache,
-                &desired(sealed, BTreeMap::new()),
-                &digest,
-            )
+        let want = desired(sealed, BTreeMap::new());
+        plan(sealed, &want, &digest, Some(actual)) == Ok(Write::Nothing)
     })
 }
 
 /// Whether a change to a managed Secret (from the cache) needs its owner reconciled: not
 /// when it is the echo of the controller's own write, or otherwise matches what the owner
 /// unsealed to. Edits, and Secrets whose owner is not cached yet, do.
-pub fn secret_changed(ctx: &Context, secret: &Secret, owner: &ObjectRef<SealedSecret>) -> bool {
+pub fn secret_changed(
+    ctx: &Context,
+    secret: &ManagedSecret,
+    owner: &ObjectRef<SealedSecret>,
+) -> bool {
     let Some(sealed) = ctx.sealed_object(owner) else {
         return true;
     };
-    let (_, keys_version) = ctx.private_keys();
-    let active = ctx.active_key();
-    let inputs = memo_inputs(
-        &sealed,
-        keys_version,
-        active.as_ref().map(|(id, _)| id.as_str()),
-    );
-    !known_in_sync(&sealed, secret, ctx, inputs)
+    !known_in_sync(&sealed, secret, ctx, ctx.memo_inputs(&sealed))
 }
 
-fn location(sealed: &SealedSecret) -> Location {
-    Location::new(
-        format!(
-            "{}/{}",
-            sealed.namespace().unwrap_or_default(),
-            sealed.name_any()
-        ),
-        1,
-    )
-}
-
-/// Envelopes of `sealed` without a wrapping for the Active key, re-wrapped to it alone (the
-/// cluster's own key: never a caller's). Earlier re-wraps in status are kept, so status
-/// stays put across reconciles. Values, and so their scope binding, are untouched.
-fn rewraps(
-    sealed: &SealedSecret,
-    active: Option<(String, Recipient)>,
-    opener: &mut Opener<'_>,
-) -> Envelopes {
-    let Some((active, recipient)) = active else {
-        return Envelopes::new();
-    };
-    let old = status_rewraps(sealed);
-    let mut out = Envelopes::new();
-    for (id, wrapped) in &sealed.spec.envelopes {
-        if wrapped.contains_key(&active) {
-            continue;
-        }
-        if let Some(previous) = old.get(id).filter(|m| m.contains_key(&active)) {
-            out.insert(id.clone(), previous.clone());
-            continue;
-        }
-        match rewrap(
-            opener,
-            &sealed.spec.envelopes,
-            id,
-            std::slice::from_ref(&recipient),
-        ) {
-            Ok(m) => {
-                out.insert(id.clone(), m);
-            }
-            Err(e) => tracing::warn!(envelope = %id, error = %e, "could not re-wrap"),
-        }
-    }
-    out
-}
-
-/// The re-wraps [`rewraps`] would return, when status already holds every one of them.
-fn earlier_rewraps(sealed: &SealedSecret, active: &str) -> Option<Envelopes> {
-    let old = status_rewraps(sealed);
-    sealed
-        .spec
-        .envelopes
-        .iter()
-        .filter(|(_, wrapped)| !wrapped.contains_key(active))
-        .map(|(id, _)| {
-            let previous = old.get(id).filter(|m| m.contains_key(active))?;
-            Some((id.clone(), previous.clone()))
-        })
-        .collect()
-}
-
-fn status_rewraps(sealed: &SealedSecret) -> &Envelopes {
-    static NONE: Envelopes = Envelopes::new();
-    sealed
-        .status
-        .as_ref()
-        .map_or(&NONE, |s| &s.rewrapped_envelopes)
-}
-
-/// Make the Secret say `sealed`'s values; returns what was done and the data's digest.
-async fn write_secret(
+/// Carry out the core's plan for `want`: from the cache's view of the Secret, or, when the
+/// cache has none and creating finds one (409), from the server's.
+async fn write(
     sealed: &SealedSecret,
     ctx: &Context,
-    cached: Option<Arc<Secret>>,
-    opener: &mut Opener<'_>,
-) -> Result<(Wrote, Digest), Error> {
-    let at = location(sealed);
-    let values = open_values(sealed, &at, opener).map_err(|e| {
-        let reason = match e.kind {
-            ErrorKind::KeyNotFound => "KeyNotFound",
-            ErrorKind::BindingMismatch => "BindingMismatch",
-            ErrorKind::Tampered => "Tampered",
-            ErrorKind::Input => "InvalidSpec",
-        };
-        unseal_error(reason, format!("{}: {}", e.at.field, e.message))
-    })?;
-    let want = desired(sealed, values);
-    let digest = data_digest(want.data.as_ref());
+    cached: Option<Arc<ManagedSecret>>,
+    want: Secret,
+    digest: &Digest,
+) -> Result<Wrote, Error> {
     let name = sealed.name_any();
-    let ns = sealed.namespace().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    // Secret writes (only real requests, never an in-sync check) make status writes give way
-    // (see report.rs).
-    let existing = match cached {
-        Some(s) => Some((s, Source::Cache)),
-        None => match ctx
-            .reports
-            .busy()
-            .during(api.create(
-                &PostParams {
+    let api: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
+    let mut existing = cached;
+    loop {
+        // Secret writes (only real requests, never an in-sync check) make status writes give
+        // way (see report.rs).
+        let planned = plan(sealed, &want, digest, existing.as_deref())?;
+        let replace = match planned {
+            Write::Nothing => return Ok(Wrote::Nothing),
+            Write::Create => {
+                let params = PostParams {
                     field_manager: Some(FIELD_MANAGER.into()),
                     ..Default::default()
-                },
-                &want,
-            ))
-            .await
-        {
-            Ok(_) => {
-                ctx.metrics.wrote("create");
-                let wrote = if was_ready(sealed) {
-                    repaired(ctx)
-                } else {
-                    Wrote::Created
                 };
-                return Ok((wrote, digest));
+                match ctx.reports.busy().during(api.create(&params, &want)).await {
+                    Ok(_) => {
+                        ctx.metrics.wrote("create");
+                        return Ok(if was_unsealed(sealed) {
+                            repaired(ctx)
+                        } else {
+                            Wrote::Created
+                        });
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        // One exists that the cache has not seen: judge the server's copy
+                        // (gone again meanwhile: apply creates it).
+                        let server: Api<ManagedSecret> = Api::namespaced(
+                            ctx.client.clone(),
+                            &sealed.namespace().unwrap_or_default(),
+                        );
+                        match server.get_opt(&name).await? {
+                            Some(found) => {
+                                existing = Some(Arc::new(found));
+                                continue;
+                            }
+                            None => (None, None),
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => api
-                .get_opt(&name)
-                .await?
-                .map(|s| (Arc::new(s), Source::Server)),
-            Err(e) => return Err(e.into()),
-        },
-    };
-    if let Some((actual, from)) = &existing {
-        if !owned_by(actual, sealed) && !adoptable(actual) {
-            return Err(unseal_error(
-                "SecretNotOwned",
-                format!(
-                    "Secret {ns}/{name} exists and is not managed by this SealedSecret; \
-                     annotate it with gitseal.dev/adopt=\"true\" to let gitseal take it over"
-                ),
-            ));
-        }
-        if in_sync(actual, *from, &want, &digest) {
-            return Ok((Wrote::Nothing, digest));
-        }
-    }
-    let _writing = ctx.reports.busy();
-    // Preconditions: only the Secret that was judged (owned or adoptable, at this version)
-    // is deleted or overwritten; one replaced in between is never taken over.
-    let mut want = want;
-    if let Some((actual, _)) = &existing {
-        if actual.immutable == Some(true) {
-            let params = kube::api::DeleteParams {
-                preconditions: Some(kube::api::Preconditions {
-                    uid: actual.metadata.uid.clone(),
-                    resource_version: actual.metadata.resource_version.clone(),
+            Write::Apply { resource_version } => (None, resource_version),
+            Write::Replace {
+                uid,
+                resource_version,
+            } => (Some((uid, resource_version)), None),
+        };
+        let _writing = ctx.reports.busy();
+        // Preconditions: only the Secret that was judged (owned or adoptable, at this
+        // version) is deleted or overwritten; one replaced in between is never taken over.
+        let (delete, resource_version) = replace;
+        if let Some((uid, resource_version)) = delete {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid,
+                    resource_version,
                 }),
                 ..Default::default()
             };
             api.delete(&name, &params).await?;
             ctx.metrics.wrote("delete");
-        } else {
-            want.metadata.resource_version = actual.metadata.resource_version.clone();
         }
+        let mut want = want;
+        want.metadata.resource_version = resource_version;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(&name, &params, &Patch::Apply(&want)).await?;
+        ctx.metrics.wrote("apply");
+        return Ok(if was_unsealed(sealed) {
+            repaired(ctx)
+        } else {
+            Wrote::Updated
+        });
     }
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&name, &params, &Patch::Apply(&want)).await?;
-    ctx.metrics.wrote("apply");
-    let wrote = if was_ready(sealed) && existing.is_some() {
-        repaired(ctx)
-    } else {
-        Wrote::Updated
-    };
-    Ok((wrote, digest))
-}
-
-/// Whether the object was already unsealed at this generation: then a differing or missing
-/// Secret means someone edited or deleted it.
-fn was_ready(sealed: &SealedSecret) -> bool {
-    let Some(status) = &sealed.status else {
-        return false;
-    };
-    status.observed_generation == sealed.meta().generation
-        && status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 fn repaired(ctx: &Context) -> Wrote {

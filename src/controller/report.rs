@@ -8,7 +8,7 @@
 
 use super::events::Event;
 use super::{Context, FIELD_MANAGER};
-use crate::api::{SealedSecret, SealedSecretStatus};
+use crate::api::{Reason, SealedSecret, SealedSecretStatus};
 use crate::format::Envelopes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
@@ -49,7 +49,7 @@ pub enum Ready {
         at: jiff::Timestamp,
     },
     Failed {
-        reason: &'static str,
+        reason: Reason,
         message: String,
         at: jiff::Timestamp,
     },
@@ -60,7 +60,7 @@ impl Ready {
         let (status, reason, message, at) = match self {
             Ready::Unsealed { at } => (
                 "True",
-                "Unsealed",
+                Reason::Unsealed,
                 format!("Secret {name} is up to date"),
                 at,
             ),
@@ -73,7 +73,7 @@ impl Ready {
         Condition {
             type_: "Ready".into(),
             status: status.into(),
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             message,
             last_transition_time: Time(*at),
             observed_generation: None,

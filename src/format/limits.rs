@@ -28,6 +28,17 @@ pub const MAX_WRAPPED_KEY_TEXT: usize = base64_len(MAX_WRAPPED_KEY_LEN);
 pub const MAX_SEALED_VALUE_TEXT: usize =
     "gs1:namespace:".len() + ENVELOPE_ID_LEN + 1 + base64_len(NONCE_LEN + MAX_VALUE_LEN + TAG_LEN);
 
+/// What is wrong with a Secret whose keys and values add up to `total` bytes, if anything:
+/// the one check of [`MAX_DATA_LEN`], for sealing (the input Secret) and reading (what a
+/// SealedSecret would unseal to) alike.
+pub fn data_len_problem(total: usize) -> Option<String> {
+    (total > MAX_DATA_LEN).then(|| {
+        format!(
+            "keys and values add up to {total} bytes, over the {MAX_DATA_LEN}-byte limit of a Kubernetes Secret's data"
+        )
+    })
+}
+
 /// Length of padded standard base64 of `n` bytes.
 const fn base64_len(n: usize) -> usize {
     n.div_ceil(3) * 4

@@ -1,9 +1,10 @@
 //! The pure rules of the key set: which key is Active, what every other key effectively is,
-//! when a retirement or a deletion may go ahead, when a new key is due and what it is called.
+//! when a retirement or a deletion may go ahead, when a new key is due, what it is called and
+//! what it looks like when created.
 //! `spec.state` is what users (or Git) want; what these rules decide goes in status only, so
 //! the controller never fights a GitOps agent over spec.
 
-use crate::api::{DELETION_BLOCKED, KeyState, RETIRE_PENDING, RETIRE_REFUSED, SealingKey};
+use crate::api::{KeyState, Reason, SealingKey, SealingKeySpec};
 use kube::{Resource, ResourceExt};
 
 /// What the rules need to know of one SealingKey.
@@ -90,9 +91,10 @@ pub struct Verdict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Retirement {
     Done,
-    /// Not (yet): [`RETIRE_REFUSED`], [`DELETION_BLOCKED`] or [`RETIRE_PENDING`], and why.
+    /// Not (yet): [`Reason::RetireRefused`], [`Reason::DeletionBlocked`] or
+    /// [`Reason::RetirePending`], and why.
     Refused {
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
 }
@@ -122,14 +124,14 @@ fn verdict(k: &KeyView, active: Option<&str>) -> Verdict {
     let gone = k.retired || (k.held == Held::Missing && k.wanted == KeyState::Retired);
     if gone || k.deleting || k.wanted == KeyState::Retired {
         let blocked = if k.deleting {
-            DELETION_BLOCKED
+            Reason::DeletionBlocked
         } else {
-            RETIRE_REFUSED
+            Reason::RetireRefused
         };
         let refusal = match k.used_by {
             _ if gone || k.force => None,
             None => Some((
-                RETIRE_PENDING,
+                Reason::RetirePending,
                 "waiting until every SealedSecret has been checked for this key".to_string(),
             )),
             Some(0) => None,
@@ -213,6 +215,21 @@ pub fn next_key_name<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     format!("{}{}", super::KEY_NAME_PREFIX, n.saturating_add(1))
 }
 
+/// The next Active SealingKey `name`, as both the key manager and `gitseal rotate` create it:
+/// spec Active, not forced, and held by [`KEY_FINALIZER`](super::KEY_FINALIZER) from its
+/// creation, so it cannot be deleted while in use even before the key manager first sees it.
+pub fn new_active_key(name: &str) -> SealingKey {
+    let mut key = SealingKey::new(
+        name,
+        SealingKeySpec {
+            state: KeyState::Active,
+            force: false,
+        },
+    );
+    key.metadata.finalizers = Some(vec![super::KEY_FINALIZER.to_string()]);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,14 +299,14 @@ mod tests {
         assert_eq!(v.state, DecryptOnly);
         assert!(
             matches!(&v.retired, Some(Retirement::Refused { reason, message })
-            if *reason == RETIRE_REFUSED && message.starts_with("2 SealedSecret(s)"))
+            if *reason == Reason::RetireRefused && message.starts_with("2 SealedSecret(s)"))
         );
         assert!(!v.delete_private_key);
         r.used_by = None; // not every object checked yet: never retire on a guess
         let v = &decide(&[r.clone()])[0];
         assert!(!v.delete_private_key);
         assert!(
-            matches!(&v.retired, Some(Retirement::Refused { reason, .. }) if *reason == RETIRE_PENDING)
+            matches!(&v.retired, Some(Retirement::Refused { reason, .. }) if *reason == Reason::RetirePending)
         );
         r.used_by = Some(0);
         let v = &decide(&[r.clone()])[0];
@@ -316,7 +333,7 @@ mod tests {
         let v = &decide(&[d.clone()])[0];
         assert!(!v.release && !v.delete_private_key);
         assert!(
-            matches!(&v.retired, Some(Retirement::Refused { reason, .. }) if *reason == DELETION_BLOCKED)
+            matches!(&v.retired, Some(Retirement::Refused { reason, .. }) if *reason == Reason::DeletionBlocked)
         );
         d.used_by = Some(0);
         let v = &decide(&[d])[0];
@@ -350,5 +367,21 @@ mod tests {
             next_key_name([format!("gitseal-{}", u64::MAX).as_str()]),
             format!("gitseal-{}", u64::MAX)
         );
+    }
+
+    #[test]
+    fn a_new_key_is_active_unforced_and_held() {
+        let key = new_active_key("gitseal-3");
+        assert_eq!(key.name_any(), "gitseal-3");
+        assert_eq!((key.spec.state, key.spec.force), (Active, false));
+        assert_eq!(key.finalizers(), [super::super::KEY_FINALIZER]);
+        assert!(key.status.is_none() && key.metadata.namespace.is_none());
+        // As created, before the controller holds its private half: a key on its way, so no
+        // second one is made, and nothing the rules would delete or release.
+        let view = KeyView::of(&key, Held::Missing, Some(0));
+        assert!(view.is_pending());
+        assert!(!needs_new_key(std::slice::from_ref(&view), 0, 0));
+        let v = &decide(&[view])[0];
+        assert!(!v.delete_private_key && !v.release && v.retired.is_none());
     }
 }

@@ -191,6 +191,11 @@ impl PrivateKeys {
         wanted.iter().filter_map(|id| self.by_id.get(id)).collect()
     }
 
+    /// Every trusted identity.
+    pub fn identities(&self) -> Vec<&Identity> {
+        self.by_id.values().collect()
+    }
+
     pub fn get(&self, key_id: &str) -> Option<&Identity> {
         self.by_id.get(key_id)
     }

@@ -8,8 +8,8 @@ use super::{Location, ManifestError};
 use crate::api::SealedSecret;
 use crate::crypto::{self, CryptoError};
 use crate::format::limits::{
-    MAX_DATA_LEN, MAX_ENVELOPES, MAX_KEY_IDS, MAX_SEALED_VALUE_TEXT, MAX_VALUES,
-    MAX_WRAPPED_KEY_TEXT, plain_len_of,
+    MAX_ENVELOPES, MAX_KEY_IDS, MAX_SEALED_VALUE_TEXT, MAX_VALUES, MAX_WRAPPED_KEY_TEXT,
+    data_len_problem, plain_len_of,
 };
 use crate::format::{SealedValue, Target};
 use base64::Engine;
@@ -54,13 +54,8 @@ pub fn check_limits(sealed: &SealedSecret, at: &Location) -> Option<ManifestErro
         }
         data += key.len() + plain_len_of(value).unwrap_or(0);
     }
-    if data > MAX_DATA_LEN {
-        return over(
-            "spec.encryptedData".into(),
-            format!(
-                "keys and values add up to {data} bytes, over the {MAX_DATA_LEN}-byte limit of a Kubernetes Secret's data"
-            ),
-        );
+    if let Some(problem) = data_len_problem(data) {
+        return over("spec.encryptedData".into(), problem);
     }
     for (id, wrapped) in &spec.envelopes {
         if wrapped.len() > MAX_KEY_IDS {

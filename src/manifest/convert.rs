@@ -1,14 +1,12 @@
 //! Conversions: Secret → SealedSecret (seal), new keys into an existing SealedSecret (merge,
-//! leaving every other value and envelope untouched), and SealedSecret → Secret (unseal).
+//! leaving every other value and envelope untouched), and opening a SealedSecret's values
+//! (what [`crate::unsealer`] makes a Secret of).
 
 use super::{ErrorKind, Location, ManifestError, Result, SecretInput};
 use crate::api::{SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
 use crate::crypto::{CryptoError, Plaintext, Recipient};
-use crate::format::limits::{MAX_DATA_LEN, MAX_VALUES};
+use crate::format::limits::{MAX_VALUES, data_len_problem};
 use crate::format::{FormatError, Map, Opener, Scope, SealedValue, Sealer, Target};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::ObjectMeta;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How to seal: recipients and scope choices.
@@ -128,13 +126,8 @@ fn check_data_limits(input: &SecretInput) -> Result<()> {
         ));
     }
     let total: usize = input.data.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if total > MAX_DATA_LEN {
-        return Err(ManifestError::over_limit(
-            input.at.field("data"),
-            format!(
-                "keys and values add up to {total} bytes, over the {MAX_DATA_LEN}-byte limit of a Kubernetes Secret's data"
-            ),
-        ));
+    if let Some(problem) = data_len_problem(total) {
+        return Err(ManifestError::over_limit(input.at.field("data"), problem));
     }
     Ok(())
 }
@@ -326,31 +319,4 @@ fn classify(
         }
         _ => ManifestError::input(at, msg),
     }
-}
-
-/// Open a SealedSecret back into the Secret it describes.
-pub fn unseal(sealed: &SealedSecret, at: &Location, opener: &mut Opener<'_>) -> Result<Secret> {
-    let values = open_values(sealed, at, opener)?;
-    let template = sealed.spec.template.clone().unwrap_or_default();
-    let meta = template.metadata.unwrap_or_default();
-    let non_empty =
-        |m: Map<String>| (!m.is_empty()).then(|| m.into_iter().collect::<BTreeMap<_, _>>());
-    Ok(Secret {
-        metadata: ObjectMeta {
-            name: sealed.metadata.name.clone(),
-            namespace: sealed.metadata.namespace.clone(),
-            labels: non_empty(meta.labels),
-            annotations: non_empty(meta.annotations),
-            ..Default::default()
-        },
-        data: Some(
-            values
-                .into_iter()
-                .map(|(k, v)| (k, ByteString(v.expose().to_vec())))
-                .collect(),
-        ),
-        type_: template.type_,
-        immutable: template.immutable,
-        ..Default::default()
-    })
 }

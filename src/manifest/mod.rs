@@ -1,6 +1,6 @@
 //! Documents gitseal reads and writes: Secret and SealedSecret manifests (YAML or JSON,
 //! multi-document), the keyring file, `.gitseal.yaml`, and the conversions between them
-//! (seal, merge, unseal). Every error names the file, the document and the field.
+//! (seal, merge, opening values). Every error names the file, the document and the field.
 
 mod check;
 mod config;
@@ -13,7 +13,7 @@ mod secret;
 pub use check::{check_limits, check_sealed, is_plain_secret_with_data, is_sops_encrypted};
 pub use config::{CONFIG_FILE, Config, Lookup, Resolved, Rule, VerifyConfig, read_keyring};
 pub use convert::{
-    MergeOutcome, SealOptions, bound_to, merge_into, open_values, seal, unseal, wanted_key_id_refs,
+    MergeOutcome, SealOptions, bound_to, merge_into, open_values, seal, wanted_key_id_refs,
     wanted_key_ids,
 };
 pub use docs::{

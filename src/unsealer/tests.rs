@@ -1,0 +1,275 @@
+//! Every reason the core gives, from real sealed objects and real keys, without a server.
+
+use super::policy::Policy;
+use super::secret::{ManagedSecret, data_digest, desired};
+use super::{Failure, Reason, Write, plan, unseal, was_unsealed};
+use crate::api::SealedSecret;
+use crate::crypto::Identity;
+use crate::format::Scope;
+use crate::manifest::{SealOptions, parse_documents, parse_secret, seal};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+const SECRET: &str = "\
+apiVersion: v1
+kind: Secret
+metadata: {name: db, namespace: prod}
+type: Opaque
+stringData: {password: hunter2, user: admin}
+";
+
+fn sealed_with(text: &str, to: &Identity) -> SealedSecret {
+    let docs = parse_documents("in.yaml", text).unwrap();
+    let input = parse_secret(&docs[0]).unwrap();
+    let recipients = [to.recipient()];
+    let opts = SealOptions {
+        recipients: &recipients,
+        scope: None,
+        default_scope: Scope::Strict,
+        namespace: None,
+        allow_empty: false,
+    };
+    let mut s = seal(&input, &opts).unwrap();
+    s.metadata.uid = Some("uid-1".into());
+    s.metadata.generation = Some(1);
+    s
+}
+
+fn fails(sealed: &SealedSecret, held: &[&Identity], policy: Option<&Policy>) -> Failure {
+    let (result, _) = unseal(sealed, held, policy);
+    let failure = result.expect_err("unsealed");
+    let shown = format!("{failure} {failure:?}");
+    assert!(!shown.contains("hunter2"), "plain text in {shown}");
+    failure
+}
+
+fn policy() -> Policy {
+    Policy::new("gitseal-system", &Default::default()).unwrap()
+}
+
+#[test]
+fn unsealed_gives_the_secret_and_the_verified_key() {
+    let key = Identity::generate();
+    let sealed = sealed_with(SECRET, &key);
+    let (result, unsealing) = unseal(&sealed, &[&key], Some(&policy()));
+    let secret = result.unwrap();
+    let data = secret.data.unwrap();
+    assert_eq!(data["password"].0, b"hunter2");
+    assert_eq!(data["user"].0, b"admin");
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    assert_eq!(
+        unsealing.used.into_iter().collect::<Vec<_>>(),
+        [key.key_id()]
+    );
+}
+
+#[test]
+fn key_not_found_when_no_held_key_is_a_recipient() {
+    let (key, other) = (Identity::generate(), Identity::generate());
+    let sealed = sealed_with(SECRET, &key);
+    let f = fails(&sealed, &[&other], None);
+    assert_eq!(f.reason, Reason::KeyNotFound);
+    assert!(
+        f.text.contains(&key.key_id()) && f.text.contains(&other.key_id()),
+        "{f}"
+    );
+    assert_eq!(f.field, "spec.encryptedData.password");
+    // A stanza naming a held key but wrapping garbage: still not found, and not counted.
+    let mut planted = sealed.clone();
+    for (_, wrapped) in planted.spec.envelopes.iter_mut() {
+        let real = wrapped.values().next().unwrap().clone();
+        wrapped.insert(other.key_id(), real);
+    }
+    let (result, unsealing) = unseal(&planted, &[&other], None);
+    assert!(result.is_err());
+    assert!(
+        unsealing.used.is_empty(),
+        "a planted stanza counted as usage"
+    );
+}
+
+#[test]
+fn invalid_spec_names_the_field() {
+    let key = Identity::generate();
+    let mut sealed = sealed_with(SECRET, &key);
+    sealed
+        .spec
+        .encrypted_data
+        .insert("token".into(), "not a sealed value".into());
+    let f = fails(&sealed, &[&key], Some(&policy()));
+    assert_eq!(f.reason, Reason::InvalidSpec);
+    assert_eq!(f.field, "spec.encryptedData.token");
+    // The controller refuses an unused envelope before opening anything; offline opening
+    // does not care.
+    let mut unused = sealed_with(SECRET, &key);
+    let extra = unused.spec.envelopes.values().next().unwrap().clone();
+    unused.spec.envelopes.insert("0".repeat(32), extra);
+    assert_eq!(
+        fails(&unused, &[&key], Some(&policy())).reason,
+        Reason::InvalidSpec
+    );
+    assert!(unseal(&unused, &[&key], None).0.is_ok());
+    assert!(f.message().starts_with("spec.encryptedData.token: "));
+}
+
+#[test]
+fn binding_mismatch_when_moved_to_another_namespace() {
+    let key = Identity::generate();
+    let mut sealed = sealed_with(SECRET, &key);
+    sealed.metadata.namespace = Some("dev".into());
+    let f = fails(&sealed, &[&key], None);
+    assert_eq!(f.reason, Reason::BindingMismatch, "{f}");
+    assert!(f.text.contains("prod/db"), "{f}");
+}
+
+#[test]
+fn tampered_when_a_value_is_changed() {
+    let key = Identity::generate();
+    let mut sealed = sealed_with(SECRET, &key);
+    let v = sealed.spec.encrypted_data.get_mut("password").unwrap();
+    let last = v.pop().unwrap();
+    v.push(if last == 'A' { 'B' } else { 'A' });
+    let f = fails(&sealed, &[&key], None);
+    assert_eq!(f.reason, Reason::Tampered, "{f}");
+    assert_eq!(f.field, "spec.encryptedData.password");
+}
+
+#[test]
+fn policy_denied_before_any_value_is_opened() {
+    let key = Identity::generate();
+    let text = SECRET.replace("type: Opaque", "type: kubernetes.io/service-account-token");
+    let sealed = sealed_with(&text, &key);
+    let f = fails(&sealed, &[&key], Some(&policy()));
+    assert_eq!(f.reason, Reason::PolicyDenied);
+    assert_eq!(f.field, "spec.template.type");
+    // Key usage still counts it (so its key is not retired under it); the CLI has no policy.
+    let (_, unsealing) = unseal(&sealed, &[&key], Some(&policy()));
+    assert_eq!(unsealing.used.len(), 1);
+    assert!(unseal(&sealed, &[&key], None).0.is_ok());
+}
+
+fn unsealed(
+    sealed: &SealedSecret,
+    key: &Identity,
+) -> (k8s_openapi::api::core::v1::Secret, [u8; 32]) {
+    let (result, _) = unseal(sealed, &[key], None);
+    let mut want = result.unwrap();
+    let values = want.data.take().unwrap();
+    let values = values
+        .into_iter()
+        .map(|(k, v)| (k, crate::crypto::Plaintext::new(v.0)))
+        .collect();
+    let want = desired(sealed, values);
+    let digest = data_digest(want.data.as_ref());
+    (want, digest)
+}
+
+#[test]
+fn plan_creates_leaves_applies_replaces_and_refuses() {
+    let key = Identity::generate();
+    let sealed = sealed_with(SECRET, &key);
+    let (want, digest) = unsealed(&sealed, &key);
+    assert_eq!(plan(&sealed, &want, &digest, None), Ok(Write::Create));
+    let mut existing = ManagedSecret::of(&want);
+    existing.metadata.resource_version = Some("7".into());
+    existing.metadata.uid = Some("s-1".into());
+    assert_eq!(
+        plan(&sealed, &want, &digest, Some(&existing)),
+        Ok(Write::Nothing)
+    );
+    existing.digest = [0; 32]; // edited
+    assert_eq!(
+        plan(&sealed, &want, &digest, Some(&existing)),
+        Ok(Write::Apply {
+            resource_version: Some("7".into())
+        })
+    );
+    existing.immutable = Some(true);
+    assert_eq!(
+        plan(&sealed, &want, &digest, Some(&existing)),
+        Ok(Write::Replace {
+            uid: Some("s-1".into()),
+            resource_version: Some("7".into())
+        })
+    );
+    // Someone else's Secret: refused, unless its owner annotated it for adoption.
+    existing.metadata.owner_references = None;
+    let f = plan(&sealed, &want, &digest, Some(&existing)).unwrap_err();
+    assert_eq!(f.reason, Reason::SecretNotOwned);
+    assert!(f.text.contains("prod/db") && f.text.contains("gitseal.dev/adopt"));
+    existing.metadata.annotations = Some([("gitseal.dev/adopt".into(), "true".into())].into());
+    assert!(matches!(
+        plan(&sealed, &want, &digest, Some(&existing)),
+        Ok(Write::Replace { .. })
+    ));
+}
+
+#[test]
+fn drift_repaired_only_once_unsealed_at_this_generation() {
+    let key = Identity::generate();
+    let mut sealed = sealed_with(SECRET, &key);
+    assert!(!was_unsealed(&sealed));
+    let ready = |reason: Reason, status: &str| Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.as_str().into(),
+        message: String::new(),
+        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::UNIX_EPOCH,
+        ),
+        observed_generation: None,
+    };
+    let status = sealed.status.get_or_insert_default();
+    status.observed_generation = Some(1);
+    status.conditions = vec![ready(Reason::Unsealed, "True")];
+    assert!(was_unsealed(&sealed));
+    sealed.metadata.generation = Some(2); // a new spec: a changed Secret is an update
+    assert!(!was_unsealed(&sealed));
+    sealed.metadata.generation = Some(1);
+    sealed.status.as_mut().unwrap().conditions = vec![ready(Reason::KeyNotFound, "False")];
+    assert!(!was_unsealed(&sealed));
+}
+
+#[test]
+fn rewraps_go_to_the_active_key_only_and_are_kept_in_status() {
+    let (old, new) = (Identity::generate(), Identity::generate());
+    let mut sealed = sealed_with(SECRET, &old);
+    let (result, mut unsealing) = unseal(&sealed, &[&old, &new], None);
+    result.unwrap();
+    let new_id = new.key_id();
+    let recipient = new.recipient();
+    let rewrapped = unsealing.rewraps(&sealed, Some((new_id.as_str(), &recipient)));
+    assert_eq!(rewrapped.len(), 1);
+    assert!(rewrapped.values().all(|m| m.keys().eq([&new_id])));
+    assert_eq!(
+        super::earlier_rewraps(&sealed, &new_id),
+        None,
+        "not in status yet"
+    );
+    sealed.status.get_or_insert_default().rewrapped_envelopes = rewrapped.clone();
+    assert_eq!(
+        super::earlier_rewraps(&sealed, &new_id),
+        Some(rewrapped.clone())
+    );
+    // The re-wrap opens with the new key alone.
+    for (id, wrapped) in &rewrapped {
+        sealed
+            .spec
+            .envelopes
+            .get_mut(id)
+            .unwrap()
+            .extend(wrapped.clone());
+    }
+    for (_, w) in sealed.spec.envelopes.iter_mut() {
+        w.retain(|k, _| *k == new_id);
+    }
+    assert!(unseal(&sealed, &[&new], None).0.is_ok());
+    // Nothing to re-wrap for the key that already wraps everything.
+    let old_id = old.key_id();
+    let (_, mut u) = unseal(&sealed, &[&new], None);
+    assert!(
+        u.rewraps(&sealed, Some((new_id.as_str(), &recipient)))
+            .is_empty()
+    );
+    assert!(u.rewraps(&sealed, None).is_empty());
+    let _ = old_id;
+}
