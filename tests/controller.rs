@@ -579,3 +579,54 @@ async fn runs_with_only_the_deploy_rbac_and_users_cannot_read_keys() {
     );
     assert!(matches!(keys.get(&key_name).await, Err(kube::Error::Api(e)) if e.code == 403));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_fields_no_longer_set_are_removed_even_where_an_older_version_wrote_them() {
+    let env = Env::start().await;
+    let ns = env.namespace().await;
+    let keyring = {
+        let _ctl = env.controller("a").await;
+        env.keyring().await
+    };
+    // With no controller running, status as an older gitseal wrote it: a merge patch
+    // without a field manager, naming a key id and a re-wrap the object does not need.
+    let sealed = seal_to(&keyring, &ns, "db", &[("k", "v")], "strict");
+    env.apply_sealed(&ns, &sealed).await;
+    let envelope = sealed.spec.envelopes.keys().next().unwrap().clone();
+    let api: Api<gitseal::api::SealedSecret> = Api::namespaced(env.client.clone(), &ns);
+    let old = serde_json::json!({"status": {
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "Unsealed",
+            "message": "Secret db is up to date", "lastTransitionTime": "2025-01-01T00:00:00Z",
+        }],
+        "keyIds": ["00112233deadbeef"],
+        "rewrappedEnvelopes": {envelope: {"00112233deadbeef": "stale"}},
+    }});
+    api.patch_status("db", &PatchParams::default(), &Patch::Merge(&old))
+        .await
+        .unwrap();
+    let _ctl = env.controller("b").await;
+    let active: Vec<String> = keyring
+        .active("k")
+        .unwrap()
+        .iter()
+        .map(|r| r.key_id())
+        .collect();
+    wait_for(Duration::from_secs(60), || async {
+        let ss = api.get("db").await.unwrap();
+        let st = ss.status.unwrap_or_default();
+        st.observed_generation == ss.metadata.generation
+            && st.key_ids == active
+            && st.rewrapped_envelopes.is_empty()
+    })
+    .await;
+    // Now sealed to a key the cluster does not hold: no key id opens it any more.
+    let stranger = gitseal::crypto::Identity::generate();
+    let foreign = seal_with(&[stranger.recipient()], &ns, "db", &[("k", "v")], "strict");
+    env.apply_sealed(&ns, &foreign).await;
+    let ss = env.wait_ready(&ns, "db", "False").await;
+    assert_eq!(ready_of(&ss).0, "KeyNotFound");
+    let st = ss.status.unwrap();
+    assert!(st.key_ids.is_empty(), "{:?}", st.key_ids);
+    assert!(st.rewrapped_envelopes.is_empty());
+}

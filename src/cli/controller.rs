@@ -42,11 +42,9 @@ pub fn run(args: ControllerArgs) -> CmdResult {
     block_on(async {
         let client = client(&args.kube).await?;
         let lease = config.leader_elect.then(|| config.lease());
-        tokio::select! {
-            r = crate::controller::run(client.clone(), config) => r.map_err(cluster_failure)?,
-            _ = shutdown() => tracing::info!("shutting down"),
-        }
-        // `run` is dropped: its tasks are aborted, nothing writes any more.
+        let stopped = crate::controller::run_until(client.clone(), config, shutdown());
+        stopped.await.map_err(cluster_failure)?;
+        // Every task `run_until` spawned has stopped: nothing writes any more.
         if let Some(lease) = lease {
             crate::controller::release_lease(&client, &lease).await;
         }
@@ -62,4 +60,5 @@ async fn shutdown() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+    tracing::info!("shutting down");
 }

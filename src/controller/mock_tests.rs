@@ -6,9 +6,10 @@
 //! The real-server tests (tests/controller.rs, tests/trust.rs, ...) stay; these cover the
 //! branches a real server makes awkward to reach (conflicts, 500s, immutable Secrets).
 
+use super::caches::{Stores, slim_sealed, values_cut};
 use super::reconcile::{error_policy, reconcile};
 use super::*;
-use crate::api::{KeyState, Reason, SealingKeySpec, SealingKeyStatus};
+use crate::api::{KeyState, Reason, SealedSecret, SealingKey, SealingKeySpec, SealingKeyStatus};
 use crate::crypto::{Identity, Plaintext, Recipient};
 use crate::manifest::{Location, SealOptions, SecretInput};
 use crate::unsealer::secret::ManagedSecret;
@@ -16,9 +17,12 @@ use ::http::header::CONTENT_TYPE;
 use ::http::{Request, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use k8s_openapi::api::core::v1::Secret;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -56,21 +60,18 @@ fn context(
         policy: policy::Policy::new(OWN_NS, &policy::PolicyFlags::default())
             .expect("default policy"),
     };
-    Context {
-        recorder: events::Recorder::new(client.clone(), FIELD_MANAGER, &config.identity, OWN_NS),
-        client,
-        config,
-        metrics: Arc::new(metrics::Metrics::default()),
-        secret_stores: vec![secrets],
+    let stores = Stores {
+        secrets: vec![secrets],
+        sealed: vec![sealed],
         key_secrets,
         sealing_keys,
-        sealed_stores: vec![sealed],
-        failures: Mutex::default(),
-        private_keys: Mutex::default(),
-        memo: memo::Memo::default(),
-        reports: report::Reports::default(),
-        whole_reads: tokio::sync::Semaphore::new(2),
-    }
+    };
+    Context::new(
+        client,
+        &config,
+        Arc::new(metrics::Metrics::default()),
+        stores,
+    )
 }
 
 /// A controller context on a mock API server, with one trusted Active key.
@@ -394,7 +395,17 @@ async fn missing_secret_is_created_and_reported() {
     // The queued report: the status writer patches Ready=True Unsealed, then an Event.
     let writer = tokio::spawn(report::run(f.ctx.clone()));
     let (seen, reply) = expect(&mut f.server, "PATCH", &format!("{SEALED_PATH}/status")).await;
-    assert_eq!(seen.content_type, "application/merge-patch+json");
+    // Server-side apply under the controller's field manager, taking over what others own.
+    assert_eq!(seen.content_type, "application/apply-patch+yaml");
+    assert_eq!(
+        seen.query.get("fieldManager").map(String::as_str),
+        Some(FIELD_MANAGER)
+    );
+    assert_eq!(seen.query.get("force").map(String::as_str), Some("true"));
+    assert_eq!(
+        (&seen.body["apiVersion"], &seen.body["kind"]),
+        (&json!("gitseal.dev/v1alpha1"), &json!("SealedSecret"))
+    );
     let status = &seen.body["status"];
     let ready = &status["conditions"][0];
     assert_eq!(

@@ -1,8 +1,17 @@
-//! The in-cluster controller: SealedSecret → Secret reconcilers (one per watched namespace,
-//! or one for all), the leader-only key manager, Lease leader election, and the HTTP
-//! endpoints (/metrics, /healthz, /readyz). Only the leader writes; a standby replica keeps
-//! its caches warm and takes over when the lease expires.
+//! The in-cluster controller: a thin kube-runtime shell around the pure core in
+//! [`crate::unsealer`] (and the key rules in [`crate::keyring::lifecycle`]). Caches and
+//! their watchers (`caches`), what wakes the reconcilers (`triggers`), the SealedSecret
+//! reconcilers, one per watched namespace or one for all (`reconcile`), the key manager
+//! (`keys`), status and Events (`report`, `events`), Lease leader election (`leader`),
+//! /metrics, /healthz and /readyz (`http`), what they share (`context`), all supervised
+//! by `tasks`.
+//!
+//! Every replica keeps its caches warm from the start, and /readyz says they are synced;
+//! only the replica holding the lease reconciles and writes, and a standby takes over at
+//! once with its caches in hand.
 
+mod caches;
+mod context;
 mod events;
 mod http;
 mod keys;
@@ -13,24 +22,20 @@ pub mod metrics;
 mod mock_tests;
 mod reconcile;
 mod report;
+mod tasks;
+mod triggers;
 
 pub use crate::unsealer::{policy, secret};
-
+pub use context::{Context, Settings};
 pub use leader::LeaseConfig;
 pub use reconcile::Error;
 
-use crate::api::{SealedSecret, SealingKey};
-use crate::keyring::{KEY_LABEL, PrivateKeys};
-use crate::unsealer::secret::ManagedSecret;
 use futures::{StreamExt, future};
-use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
 use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Client, Resource};
-use std::collections::HashMap;
+use kube::runtime::Controller;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -83,483 +88,141 @@ pub async fn release_lease(client: &Client, lease: &LeaseConfig) {
     }
 }
 
-/// What reconcilers share.
-pub struct Context {
-    pub client: Client,
-    pub config: Config,
-    pub recorder: events::Recorder,
-    pub metrics: Arc<metrics::Metrics>,
-    /// Managed Secrets (label selector), one store per watched scope.
-    secret_stores: Vec<Store<ManagedSecret>>,
-    /// Key Secrets in the controller's namespace.
-    key_secrets: Store<Secret>,
-    /// SealingKeys (which key is Active).
-    sealing_keys: Store<SealingKey>,
-    /// SealedSecrets, one store per watched scope (for key usage counts).
-    pub sealed_stores: Vec<Store<SealedSecret>>,
-    failures: Mutex<HashMap<ObjectRef<SealedSecret>, u32>>,
-    /// Parsed private keys and the fingerprint of the key Secrets they were parsed from.
-    private_keys: Mutex<Option<(u64, Arc<PrivateKeys>)>>,
-    /// Digests of what each object unsealed to last (skips decryption when only checking).
-    pub memo: memo::Memo,
-    /// Status and Events waiting to be written.
-    reports: report::Reports,
-    /// Whole objects read at once for objects the cache keeps cut (bounds memory).
-    whole_reads: tokio::sync::Semaphore,
-}
-
-impl Context {
-    /// The cluster's trusted private keys, from the key Secret and SealingKey caches, parsed
-    /// again only when one of those changed (every reconcile needs them); and a fingerprint
-    /// of what they were judged from.
-    pub fn private_keys(&self) -> (Arc<PrivateKeys>, u64) {
-        let secrets = self.key_secrets.state();
-        let keys = self.sealing_keys.state();
-        let mut versions: Vec<_> = secrets
-            .iter()
-            .map(|s| (s.metadata.uid.clone(), s.metadata.resource_version.clone()))
-            .chain(keys.iter().map(|k| {
-                let public = k.status.as_ref().and_then(|s| s.public_key.clone());
-                (k.metadata.uid.clone(), public)
-            }))
-            .collect();
-        versions.sort();
-        let fingerprint = hash64(&versions);
-        let mut cached = self.private_keys.lock().expect("key cache lock");
-        match &*cached {
-            Some((fp, keys)) if *fp == fingerprint => (keys.clone(), fingerprint),
-            _ => {
-                let keys: Vec<&SealingKey> = keys.iter().map(|k| k.as_ref()).collect();
-                let parsed = Arc::new(PrivateKeys::trusted(
-                    secrets.iter().map(|s| s.as_ref()),
-                    &keys,
-                ));
-                *cached = Some((fingerprint, parsed.clone()));
-                (parsed, fingerprint)
-            }
-        }
-    }
-
-    /// The Active key, as the key manager decided it (`status.state`), and only if this
-    /// controller holds its trusted private key: key id and recipient. Re-wraps go to it.
-    pub fn active_key(&self) -> Option<(String, crate::crypto::Recipient)> {
-        let (held, _) = self.private_keys();
-        self.sealing_keys
-            .state()
-            .iter()
-            .filter(|k| {
-                k.status.as_ref().and_then(|s| s.state) == Some(crate::api::KeyState::Active)
-                    && k.metadata.deletion_timestamp.is_none()
-            })
-            .filter_map(|k| {
-                let status = k.status.as_ref()?;
-                let recipient =
-                    crate::crypto::Recipient::parse(status.public_key.as_deref()?).ok()?;
-                let id = recipient.key_id();
-                held.get(&id).is_some().then_some((
-                    crate::keyring::lifecycle::created(k),
-                    k.metadata.name.clone(),
-                    id,
-                    recipient,
-                ))
-            })
-            .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))
-            .map(|(_, _, id, recipient)| (id, recipient))
-    }
-
-    /// Which key ids the SealedSecrets in the watched namespaces verifiably use (see
-    /// [`memo`]); also forgets what is remembered of objects that no longer exist.
-    pub fn key_usage(&self) -> memo::Usage {
-        let objects: Vec<_> = self.sealed_stores.iter().flat_map(|s| s.state()).collect();
-        let live = || objects.iter().filter_map(|o| o.metadata.uid.as_deref());
-        self.memo.retain(live());
-        let live_refs: std::collections::HashSet<_> = objects
-            .iter()
-            .map(|o| ObjectRef::from_obj(o.as_ref()))
-            .collect();
-        self.failures
-            .lock()
-            .expect("failure map lock")
-            .retain(|k, _| live_refs.contains(k));
-        let (_, keys_version) = self.private_keys();
-        let active = self.active_key();
-        let active = active.as_ref().map(|(id, _)| id.as_str());
-        self.memo.usage(objects.iter().filter_map(|o| {
-            let uid = o.metadata.uid.as_deref()?;
-            Some((uid, reconcile::memo_inputs(o, keys_version, active)))
-        }))
-    }
-
-    /// The cached managed Secret `ns/name`, if any.
-    pub fn managed_secret(&self, ns: &str, name: &str) -> Option<Arc<ManagedSecret>> {
-        let key = ObjectRef::new(name).within(ns);
-        self.secret_stores.iter().find_map(|s| s.get(&key))
-    }
-
-    /// `sealed` with all its values when the cache keeps them cut: the object read from the
-    /// API server, and one of few permits to hold while using it; `None` if the cached one is whole.
-    pub async fn whole(
-        &self,
-        sealed: &SealedSecret,
-    ) -> Result<Option<(SealedSecret, tokio::sync::SemaphorePermit<'_>)>, kube::Error> {
-        if !values_cut(sealed) {
-            return Ok(None);
-        }
-        let permit = self
-            .whole_reads
-            .acquire()
-            .await
-            .expect("semaphore never closed");
-        let ns = sealed.metadata.namespace.as_deref().unwrap_or_default();
-        let api: Api<SealedSecret> = Api::namespaced(self.client.clone(), ns);
-        let name = sealed.metadata.name.as_deref().unwrap_or_default();
-        Ok(Some((api.get(name).await?, permit)))
-    }
-
-    /// The cached SealedSecret, if any.
-    pub fn sealed_object(&self, obj: &ObjectRef<SealedSecret>) -> Option<Arc<SealedSecret>> {
-        self.sealed_stores.iter().find_map(|s| s.get(obj))
-    }
-
-    fn count_failure(&self, obj: ObjectRef<SealedSecret>) -> u32 {
-        let mut f = self.failures.lock().expect("failure map lock");
-        let n = f.entry(obj).or_insert(0);
-        *n += 1;
-        *n - 1
-    }
-
-    fn forget_failures(&self, obj: &ObjectRef<SealedSecret>) {
-        self.failures.lock().expect("failure map lock").remove(obj);
-    }
-}
-
-/// Watched scopes: `None` is all namespaces.
-fn scopes(config: &Config) -> Vec<Option<String>> {
-    if config.watch_namespaces.is_empty() {
-        vec![None]
-    } else {
-        config.watch_namespaces.iter().cloned().map(Some).collect()
-    }
-}
-
-fn api_in<K>(client: &Client, scope: &Option<String>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match scope {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Run until the process is stopped, or leadership is lost (then return an error so the
-/// pod restarts with clean caches).
+/// Run until the future is dropped (every task is aborted), leadership is lost, or any
+/// long-lived task ends; the errors make the Pod restart with clean caches.
 pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+    run_until(client, config, future::pending()).await
+}
+
+/// [`run`] until `stop` completes too (then `Ok`); returns only once every task it spawned
+/// has stopped, so nothing writes after it (release the lease then).
+pub async fn run_until(
+    client: Client,
+    config: Config,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut tasks = tasks::Tasks::default();
+    let outcome = tokio::select! {
+        ended = phases(&mut tasks, client, config) => match ended {
+            Ok(()) => Err(anyhow::anyhow!(
+                "lost the leader lease; exiting so a fresh process can stand by"
+            )),
+            Err(e) => Err(e),
+        },
+        () = stop => Ok(()),
+    };
+    tasks.shutdown().await;
+    outcome
+}
+
+/// Start up, stand by, lead, until the lease is lost (`Ok`) or a task ends.
+async fn phases(tasks: &mut tasks::Tasks, client: Client, config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
-    let (ready_tx, ready_rx) = watch::channel(false);
-    // Every task this run spawns stops when it returns or is dropped.
-    let mut tasks = AbortOnDrop::default();
-    let (addr, served) = (config.metrics_addr, metrics.clone());
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = http::serve(addr, served, ready_rx).await {
-            tracing::error!(error = %e, "metrics endpoint failed");
-        }
-    }));
+    let ready = serve(tasks, config.metrics_addr, &metrics);
+    let mut leading = elect(tasks, &client, &config);
 
-    // Leadership.
-    let (leading_tx, mut leading) = watch::channel(!config.leader_elect);
-    if config.leader_elect {
-        let lease = config.lease();
-        tasks.push(tokio::spawn(leader::run(client.clone(), lease, leading_tx)));
-    }
-
-    // Caches: key Secrets, managed Secrets and SealedSecrets per scope, SealingKeys. Every
-    // replica keeps them current (a warm standby); only the leader reconciles and writes.
-    let selector = format!("{}={}", secret::MANAGED_BY.0, secret::MANAGED_BY.1);
-    let key_api: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
-    let (key_secrets, key_writer) = reflector::store();
-    let (sealing_keys, sk_writer) = reflector::store::<SealingKey>();
-    let key_changes = watcher(key_api, watcher::Config::default().labels(KEY_LABEL))
-        .default_backoff()
-        .reflect(key_writer)
-        .touched_objects();
-    let mut secret_stores = Vec::new();
-    let mut secret_streams = Vec::new();
-    let mut sealed_stores = Vec::new();
-    let mut sealed_streams = Vec::new();
-    let (deleted_tx, deleted_rx) = tokio::sync::broadcast::channel::<ObjectRef<SealedSecret>>(4096);
-    // Wakes the key manager: key changes, and SealedSecret changes (usage counts).
-    let (key_tick_tx, key_tick_rx) = watch::channel(());
-    let (usage_tick_tx, usage_tick_rx) = watch::channel(());
-    for scope in scopes(&config) {
-        let deleted = deleted_tx.clone();
-        let (store, writer) = reflector::store_shared(256);
-        let subscriber = writer.subscribe().expect("shared store");
-        let stream = watcher(
-            api_in::<ManagedSecret>(&client, &scope),
-            // Streaming lists: the initial state arrives object by object, never as one page
-            // of up to 500 Secrets of up to 1 MiB each.
-            watcher::Config::default()
-                .labels(&selector)
-                .streaming_lists(),
-        )
-        .default_backoff()
-        .reflect_shared(writer)
-        .for_each(move |event| {
-            // Shared stores do not pass deletions on: trigger the owner ourselves.
-            if let Ok(watcher::Event::Delete(secret)) = event
-                && let Some(owner) = owner_of(&secret)
-            {
-                let _ = deleted.send(owner);
-            }
-            future::ready(())
-        });
-        secret_stores.push(store);
-        secret_streams.push((stream, subscriber));
-        let (sealed_store, sealed_writer) = reflector::store_shared(256);
-        let sealed_sub = sealed_writer.subscribe().expect("shared store");
-        let sealed_stream = watcher(
-            api_in::<SealedSecret>(&client, &scope),
-            watcher::Config::default().streaming_lists(),
-        )
-        .default_backoff()
-        .modify(slim_sealed)
-        .reflect_shared(sealed_writer)
-        .for_each({
-            let usage_changed = usage_tick_tx.clone();
-            move |_| {
-                let _ = usage_changed.send(());
-                future::ready(())
-            }
-        });
-        sealed_stores.push(sealed_store);
-        sealed_streams.push((sealed_stream, sealed_sub));
-    }
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        config: config.clone(),
-        recorder: events::Recorder::new(
-            client.clone(),
-            FIELD_MANAGER,
-            &config.identity,
-            &config.namespace,
-        ),
-        metrics: metrics.clone(),
-        secret_stores: secret_stores.clone(),
-        key_secrets: key_secrets.clone(),
-        sealing_keys: sealing_keys.clone(),
-        sealed_stores: sealed_stores.clone(),
-        failures: Mutex::default(),
-        private_keys: Mutex::default(),
-        memo: memo::Memo::default(),
-        reports: report::Reports::default(),
-        whole_reads: tokio::sync::Semaphore::new(2),
-    });
-
-    // Key changes (new key Secrets) re-reconcile everything; SealingKey changes wake the key manager.
-    let key_tick = key_tick_tx.clone();
-    let (all_tx, all_rx) = tokio::sync::broadcast::channel::<()>(16);
-    let all_at_takeover = all_tx.clone();
-    let all_on_key_change = all_tx.clone();
-    let sk_watch = watcher(
-        Api::<SealingKey>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(sk_writer)
-    .touched_objects()
-    .for_each(move |_| {
-        // A state change (rotation) changes which envelopes need re-wrapping.
-        let _ = all_on_key_change.send(());
-        let _ = key_tick.send(());
-        future::ready(())
-    });
-    let key_watch = key_changes.for_each(move |_| {
-        let _ = all_tx.send(());
-        let _ = key_tick_tx.send(());
-        future::ready(())
-    });
-
-    let mut controllers = Vec::new();
-    for ((secret_stream, secret_sub), (sealed_stream, sealed_sub)) in
-        secret_streams.into_iter().zip(sealed_streams)
-    {
-        tasks.push(tokio::spawn(secret_stream));
-        tasks.push(tokio::spawn(sealed_stream));
-        // Until this replica leads, the shared stores' events are read and dropped (a shared
-        // store's stream stalls when a subscriber's buffer is full).
-        controllers.push((
-            tokio::spawn(standby(secret_sub, leading.clone())),
-            tokio::spawn(standby(sealed_sub, leading.clone())),
-        ));
-    }
-    tasks.push(tokio::spawn(key_watch));
-    tasks.push(tokio::spawn(sk_watch));
-    for s in &secret_stores {
-        s.wait_until_ready().await?;
-    }
-    for s in &sealed_stores {
-        s.wait_until_ready().await?;
-    }
-    key_secrets.wait_until_ready().await?;
-    sealing_keys.wait_until_ready().await?;
-    // Ready means caches synced, on the leader and the standby alike.
-    ready_tx.send_replace(true);
+    // Caches and their watchers, on every replica; ready once synced.
+    let triggers = triggers::Triggers::new();
+    let (stores, mut scopes) = caches::start(tasks, &client, &config, &triggers, &leading);
+    let synced = caches::standing_by(&mut scopes, stores.synced());
+    tasks.supervise(synced).await??;
+    ready.send_replace(true);
     tracing::info!(
         leader_election = config.leader_elect,
         "caches synced; waiting for leadership"
     );
-    while !*leading.borrow_and_update() {
-        leading.changed().await?;
-    }
+
+    // Waiting for leadership: the caches stay current, nothing is reconciled or written.
+    let lead = caches::standing_by(&mut scopes, until(&mut leading, true));
+    tasks.supervise(lead).await?;
     metrics.leader.set(1);
     tracing::info!(identity = %config.identity, "leading");
 
-    for ((secret_sub, sealed_sub), sealed_store) in
-        controllers.into_iter().zip(sealed_stores.iter().cloned())
-    {
-        let (secret_sub, sealed_sub) = (secret_sub.await?, sealed_sub.await?);
-        let all = broadcast_stream(all_rx.resubscribe());
-        // A managed Secret's change wakes its owner, unless it is our own write echoing back.
-        let secret_changes = secret_sub.filter_map({
-            let ctx = ctx.clone();
-            move |secret| {
-                let owner = owner_of(&secret)
-                    .filter(|owner| reconcile::secret_changed(&ctx, &secret, owner));
-                future::ready(owner)
-            }
-        });
-        let controller = Controller::for_shared_stream(sealed_sub, sealed_store)
-            .reconcile_on(secret_changes)
-            .reconcile_all_on(all)
-            .reconcile_on(broadcast_stream(deleted_rx.resubscribe()))
-            .with_config(
-                kube::runtime::controller::Config::default().concurrency(config.concurrency),
-            )
-            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-            .for_each(|_| future::ready(()));
-        tasks.push(tokio::spawn(controller));
+    // Leading: the controllers and writers.
+    let ctx = Arc::new(Context::new(client, &config, metrics, stores));
+    for scope in scopes {
+        start_controller(tasks, &ctx, scope, &triggers, config.concurrency);
     }
-    tasks.push(tokio::spawn(key_manager(
-        ctx.clone(),
-        key_tick_rx,
-        usage_tick_rx,
-    )));
-    tasks.push(tokio::spawn(report::run(ctx.clone())));
+    let (keys_changed, usage_changed) = triggers.key_manager_wakes();
+    let key_manager = key_manager(ctx.clone(), keys_changed, usage_changed);
+    tasks.spawn("the key manager", key_manager);
+    tasks.spawn("the status writer", report::run(ctx.clone()));
     // The controllers subscribed after the stores' first lists: look at every object once.
-    let _ = all_at_takeover.send(());
+    triggers.all.ask();
 
-    if !config.leader_elect {
-        future::pending::<()>().await;
-    }
-    // Lost leadership: stop writing at once and leave.
-    while *leading.borrow_and_update() {
-        if leading.changed().await.is_err() {
-            break;
+    // Until the lease is lost (then stop writing at once and leave) or a task ends.
+    let lost = async {
+        if config.leader_elect {
+            until(&mut leading, false).await
+        } else {
+            future::pending().await
         }
-    }
+    };
+    let ended = tasks.supervise(lost).await;
     ctx.metrics.leader.set(0);
-    drop(tasks);
-    anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by")
+    ended
 }
 
-/// A standby's side of a shared store's subscription: drop its events until this replica
-/// leads (the store itself stays current), then hand the subscription to the controller.
-async fn standby<S>(mut sub: S, mut leading: watch::Receiver<bool>) -> S
-where
-    S: futures::Stream + Unpin,
-{
-    loop {
-        if *leading.borrow_and_update() {
-            return sub;
-        }
-        tokio::select! {
-            changed = leading.changed() => if changed.is_err() { return sub; },
-            next = sub.next() => if next.is_none() { return sub; },
+/// Serve /metrics, /healthz and /readyz; the sender says when the caches are synced.
+fn serve(
+    tasks: &mut tasks::Tasks,
+    addr: SocketAddr,
+    metrics: &Arc<metrics::Metrics>,
+) -> watch::Sender<bool> {
+    let (ready, ready_rx) = watch::channel(false);
+    let serve = http::serve(addr, metrics.clone(), ready_rx);
+    tasks.spawn(format!("the HTTP endpoint on {addr}"), serve);
+    ready
+}
+
+/// Whether this replica leads: from the Lease, or always without leader election.
+fn elect(tasks: &mut tasks::Tasks, client: &Client, config: &Config) -> watch::Receiver<bool> {
+    let (leading_tx, leading) = watch::channel(!config.leader_elect);
+    if config.leader_elect {
+        let election = leader::run(client.clone(), config.lease(), leading_tx);
+        tasks.spawn("leader election", election);
+    }
+    leading
+}
+
+/// Wait until `leading` says `wanted`. Never returns once leader election has ended (the
+/// supervisor reports that task).
+async fn until(leading: &mut watch::Receiver<bool>, wanted: bool) {
+    while *leading.borrow_and_update() != wanted {
+        if leading.changed().await.is_err() {
+            future::pending::<()>().await;
         }
     }
 }
 
-/// Sealed values larger than this in all are not kept in the cache (see [`slim_sealed`]).
-const CACHE_VALUES_UP_TO: usize = 32 * 1024;
-
-/// What the SealedSecret cache keeps: what reconciles and status writes read (name,
-/// namespace, uid, generation, spec, status); not managedFields, labels or annotations, which
-/// GitOps tools fill (`kubectl apply` keeps a copy of the whole object in one). An object
-/// whose values exceed [`CACHE_VALUES_UP_TO`] keeps only each value's prefix (version, scope,
-/// envelope id: what key usage and in-sync checks read); its reconcile reads the whole object
-/// from the API server. A cut value cannot be opened, so a cached object is never mistaken
-/// for the whole one. This bounds the cache by object count, not by what tenants store.
-fn slim_sealed(s: &mut SealedSecret) {
-    s.metadata.managed_fields = None;
-    s.metadata.labels = None;
-    s.metadata.annotations = None;
-    let size: usize = s.spec.encrypted_data.values().map(String::len).sum();
-    if size > CACHE_VALUES_UP_TO {
-        for (_, v) in s.spec.encrypted_data.iter_mut() {
-            v.truncate(value_prefix_len(v));
-            v.shrink_to_fit();
+/// One scope's SealedSecret controller: its objects' changes, their managed Secrets'
+/// changes and deletions, and "reconcile all" requests.
+fn start_controller(
+    tasks: &mut tasks::Tasks,
+    ctx: &Arc<Context>,
+    scope: caches::Scope,
+    triggers: &triggers::Triggers,
+    concurrency: u16,
+) {
+    // A managed Secret's change wakes its owner, unless it is our own write echoing back.
+    let secret_changes = scope.secrets.filter_map({
+        let ctx = ctx.clone();
+        move |secret| {
+            let owner = caches::owner_of(&secret)
+                .filter(|owner| reconcile::secret_changed(&ctx, &secret, owner));
+            future::ready(owner)
         }
-    }
-}
-
-/// Whether the cached `s` had its values cut by [`slim_sealed`].
-fn values_cut(s: &SealedSecret) -> bool {
-    s.spec
-        .encrypted_data
-        .values()
-        .any(|v| v.len() == value_prefix_len(v))
-}
-
-/// Length of `gs1:<scope>:<envelope id>:` in a sealed value (all of it if it has no such prefix).
-fn value_prefix_len(v: &str) -> usize {
-    v.match_indices(':').nth(2).map_or(v.len(), |(i, _)| i + 1)
-}
-
-/// The SealedSecret that controls a managed Secret.
-fn owner_of(secret: &ManagedSecret) -> Option<ObjectRef<SealedSecret>> {
-    let ns = secret.metadata.namespace.as_deref()?;
-    secret
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true) && o.kind == "SealedSecret")
-        .map(|o| ObjectRef::new(&o.name).within(ns))
-}
-
-/// Spawned tasks that are aborted together when this is dropped.
-#[derive(Default)]
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-
-impl AbortOnDrop {
-    fn push(&mut self, task: tokio::task::JoinHandle<()>) {
-        self.0.push(task);
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
-}
-
-/// A broadcast receiver as a stream (a lagging receiver skips what it missed).
-fn broadcast_stream<T: Clone + Send + 'static>(
-    rx: tokio::sync::broadcast::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send {
-    use tokio::sync::broadcast::error::RecvError;
-    futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(item) => return Some((item, rx)),
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    })
+    });
+    let store = scope.sealed.reader();
+    let controller = Controller::for_shared_stream(scope.sealed, store)
+        .reconcile_on(secret_changes)
+        .reconcile_all_on(triggers.all.requests())
+        .reconcile_on(scope.deletions)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+    let name = format!("the SealedSecret controller ({})", scope.place);
+    tasks.spawn(name, controller);
 }
 
 /// Run the key manager on every key change (within 200 ms), on SealedSecret changes (at most

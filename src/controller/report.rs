@@ -6,8 +6,8 @@
 //! once the data path is quiet. One object's reports are never written
 //! concurrently or out of order.
 
-use super::Context;
 use super::events::Event;
+use super::{Context, FIELD_MANAGER};
 use crate::api::{Reason, SealedSecret, SealedSecretStatus};
 use crate::format::Envelopes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -241,7 +241,14 @@ async fn write(ctx: &Context, key: &ObjectRef<SealedSecret>, report: Report) {
     }
 }
 
-/// Patch status only when something in it changes (keeps the transition time otherwise).
+/// Write status only when something in it changes (keeps the transition time otherwise),
+/// by server-side apply of the whole status under [`FIELD_MANAGER`]: a field the controller
+/// stops setting (keyIds, rewrappedEnvelopes emptied) is removed, as the controller owned it.
+/// Fields another manager owns survive an apply that omits them: status an older gitseal
+/// wrote by merge patch (no field manager: the server named the manager after the client's
+/// user agent). What the written status still holds beyond what was applied is removed by a
+/// merge patch of nulls, once per such object; that patch changes no field, so its manager
+/// entry owns nothing and later applies alone decide.
 async fn update_status(
     ctx: &Context,
     current: &SealedSecret,
@@ -271,19 +278,54 @@ async fn update_status(
         ctx.client.clone(),
         current.namespace().as_deref().unwrap_or_default(),
     );
-    let mut patch = serde_json::json!({ "status": status });
-    for emptied in ["keyIds", "rewrappedEnvelopes"] {
-        if patch["status"].get(emptied).is_none() {
-            patch["status"][emptied] = serde_json::Value::Null; // a merge patch keeps absent fields
-        }
+    let name = current.name_any();
+    let applied = serde_json::json!({
+        "apiVersion": SealedSecret::api_version(&()),
+        "kind": SealedSecret::kind(&()),
+        "status": status,
+    });
+    let written = api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&applied),
+        )
+        .await?;
+    if written.status.as_ref() == Some(&status) {
+        return Ok(());
     }
-    api.patch_status(
-        &current.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    let written = serde_json::to_value(&written.status).map_err(kube::Error::SerdeError)?;
+    if let Some(left) = leftovers(&applied["status"], &written) {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let patch = serde_json::json!({ "status": left });
+        api.patch_status(&name, &params, &Patch::Merge(&patch))
+            .await?;
+    }
     Ok(())
+}
+
+/// The merge patch (nulls) that removes what `written` holds beyond `applied`: object
+/// members `applied` lacks, at any depth; `None` when there are none. Lists are atomic in
+/// the schema: an applied list replaced the written one whole.
+fn leftovers(
+    applied: &serde_json::Value,
+    written: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    use serde_json::{Map, Value};
+    let (Value::Object(applied), Value::Object(written)) = (applied, written) else {
+        return None;
+    };
+    let patch: Map<String, Value> = written
+        .iter()
+        .filter_map(|(k, w)| match applied.get(k) {
+            None => Some((k.clone(), Value::Null)),
+            Some(a) => leftovers(a, w).map(|p| (k.clone(), p)),
+        })
+        .collect();
+    (!patch.is_empty()).then_some(Value::Object(patch))
 }
 
 /// Re-wraps that still add a wrapping the spec lacks (the spec may have been resealed since).
@@ -309,6 +351,35 @@ mod tests {
                 (id.to_string(), wrapped)
             })
             .collect()
+    }
+
+    #[test]
+    fn leftovers_are_what_the_apply_did_not_set_at_any_depth() {
+        use serde_json::json;
+        let applied = json!({
+            "keyIds": ["new"],
+            "rewrappedEnvelopes": {"e1": {"k2": "w"}},
+            "conditions": [{"type": "Ready"}],
+        });
+        let written = json!({
+            "keyIds": ["new"],
+            "observedGeneration": 3,
+            "rewrappedEnvelopes": {"e1": {"k1": "old", "k2": "w"}, "e0": {"k1": "old"}},
+            "conditions": [{"type": "Ready"}],
+        });
+        assert_eq!(
+            leftovers(&applied, &written),
+            Some(json!({
+                "observedGeneration": null,
+                "rewrappedEnvelopes": {"e0": null, "e1": {"k1": null}},
+            }))
+        );
+        assert_eq!(leftovers(&applied, &applied), None);
+        assert_eq!(
+            leftovers(&json!({}), &json!(null)),
+            None,
+            "no status written"
+        );
     }
 
     #[test]
