@@ -377,6 +377,13 @@ async fn a_warm_standby_takes_over_without_writes_and_repairs_drift() {
         0.0,
         "a standby reconciles nothing"
     );
+    // The standby opens every object ahead, in memory.
+    let by_standby = r#"gitseal_opened_total{by="standby"}"#;
+    let by_reconcile = r#"gitseal_opened_total{by="reconcile"}"#;
+    wait_for(Duration::from_secs(60), || async {
+        b.metric(by_standby).await >= 20.0
+    })
+    .await;
 
     drop(a);
     b.wait_leading().await;
@@ -389,6 +396,11 @@ async fn a_warm_standby_takes_over_without_writes_and_repairs_drift() {
         0.0,
         "takeover over in-sync objects writes no Secret"
     );
+    assert_eq!(
+        b.metric(by_reconcile).await,
+        0.0,
+        "takeover over in-sync objects decrypts nothing: the standby knew them"
+    );
     let api = env.secrets(&ns);
     let patch = serde_json::json!({"data": {"k": "ZWRpdGVk"}});
     api.patch("s3", &PatchParams::default(), &Patch::Merge(&patch))
@@ -398,6 +410,11 @@ async fn a_warm_standby_takes_over_without_writes_and_repairs_drift() {
         data(&api.get("s3").await.unwrap(), "k") == "v"
     })
     .await;
+    assert_eq!(
+        b.metric(by_reconcile).await,
+        1.0,
+        "only the edited one is opened"
+    );
 }
 
 /// A leader that shuts down hands the Lease over at once; only the holder can release it,

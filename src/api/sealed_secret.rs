@@ -135,16 +135,30 @@ pub struct SealedSecretStatus {
     pub key_ids: Vec<String>,
     /// Envelopes re-wrapped to the Active key, for objects that still use an older key;
     /// `gitseal reseal` copies them into the committed file.
+    // Nullable, the map and each envelope in it: where another field manager also wrote here
+    // (an older gitseal, a hand edit), server-side apply stores `null` for a map it emptied
+    // (kubernetes#103011), and a non-nullable schema would refuse the controller's status write.
     #[serde(
         default,
         skip_serializing_if = "Map::is_empty",
-        serialize_with = "map_serde::nested"
+        serialize_with = "map_serde::nested",
+        deserialize_with = "map_serde::nested_or_null"
     )]
     #[schemars(
         with = "BTreeMap<String, BTreeMap<String, String>>",
-        extend("maxProperties" = MAX_ENVELOPES, "additionalProperties" = wrappings_schema())
+        extend(
+            "nullable" = true,
+            "maxProperties" = MAX_ENVELOPES,
+            "additionalProperties" = nullable(wrappings_schema())
+        )
     )]
     pub rewrapped_envelopes: Envelopes,
+}
+
+/// `schema` that also admits `null`.
+fn nullable(mut schema: serde_json::Value) -> serde_json::Value {
+    schema["nullable"] = true.into();
+    schema
 }
 
 /// Schema of one envelope's wrappings: key id → wrapped key, bounded.
@@ -172,6 +186,26 @@ mod tests {
         assert_eq!(json[0]["encryptedData"], serde_json::json!({}));
         assert_eq!(json[0]["envelopes"], serde_json::json!({"e1": {}}));
         assert_eq!(json[1]["rewrappedEnvelopes"], serde_json::json!({"e1": {}}));
+        // What server-side apply may leave behind reads as absent.
+        for left in [
+            serde_json::json!({"rewrappedEnvelopes": null}),
+            serde_json::json!({"rewrappedEnvelopes": {"e1": null}}),
+        ] {
+            let read: SealedSecretStatus = serde_json::from_value(left).unwrap();
+            assert!(read.rewrapped_envelopes.is_empty());
+        }
+        let read: SealedSecretStatus = serde_json::from_value(
+            serde_json::json!({"rewrappedEnvelopes": {"e2": {"k": "w"}, "e1": null}}),
+        )
+        .unwrap();
+        assert_eq!(read.rewrapped_envelopes.len(), 1);
+        assert_eq!(
+            read.rewrapped_envelopes
+                .get("e2")
+                .and_then(|w| w.get("k"))
+                .map(String::as_str),
+            Some("w")
+        );
         let yaml = crate::yaml::to_string(&spec).unwrap();
         assert!(yaml.contains("encryptedData: {}"), "{yaml}");
         assert!(!yaml.contains("[]"), "{yaml}");

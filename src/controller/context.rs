@@ -16,8 +16,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// What the reconcilers, the key manager and the status writer share; built when this
-/// replica starts to lead.
+/// What the reconcilers, the key manager and the status writer share; built once the caches
+/// are synced. A standby reads it only (it fills the memo, `standby.rs`); the writers start
+/// with leadership.
 pub struct Context {
     pub client: Client,
     pub config: Settings,
@@ -147,7 +148,7 @@ impl Context {
     /// Which key ids the SealedSecrets in the watched namespaces verifiably use (see
     /// [`memo`]); also forgets what is remembered of objects that no longer exist.
     pub fn key_usage(&self) -> memo::Usage {
-        let objects: Vec<_> = self.sealed_stores.iter().flat_map(|s| s.state()).collect();
+        let objects = self.sealed_objects();
         let live = || objects.iter().filter_map(|o| o.metadata.uid.as_deref());
         self.memo.retain(live());
         let live_refs: std::collections::HashSet<_> = objects
@@ -191,6 +192,11 @@ impl Context {
         let api: Api<SealedSecret> = Api::namespaced(self.client.clone(), ns);
         let name = sealed.metadata.name.as_deref().unwrap_or_default();
         Ok(Some((api.get(name).await?, permit)))
+    }
+
+    /// Every cached SealedSecret.
+    pub(super) fn sealed_objects(&self) -> Vec<Arc<SealedSecret>> {
+        self.sealed_stores.iter().flat_map(|s| s.state()).collect()
     }
 
     /// The cached SealedSecret, if any.

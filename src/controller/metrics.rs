@@ -19,6 +19,11 @@ pub struct OpLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ByLabel {
+    pub by: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -29,6 +34,8 @@ pub struct Metrics {
     pub reconciles: Family<ReasonLabel, Counter>,
     pub secret_writes: Family<OpLabel, Counter>,
     pub drift_repairs: Counter,
+    /// SealedSecrets opened (values decrypted): `by` is `reconcile` or `standby`.
+    pub opened: Family<ByLabel, Counter>,
     pub reconcile_seconds: Histogram,
     pub keys: Family<StateLabel, Gauge>,
     /// When the Active key was created (seconds since the epoch; 0 while none is, or on a
@@ -45,6 +52,7 @@ impl Default for Metrics {
         let reconciles = Family::<ReasonLabel, Counter>::default();
         let secret_writes = Family::<OpLabel, Counter>::default();
         let drift_repairs = Counter::default();
+        let opened = Family::<ByLabel, Counter>::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let keys = Family::<StateLabel, Gauge>::default();
         let active_key_created = Gauge::default();
@@ -64,6 +72,11 @@ impl Default for Metrics {
             "drift_repairs",
             "Managed Secrets restored after an edit or deletion",
             drift_repairs.clone(),
+        );
+        registry.register(
+            "opened",
+            "SealedSecrets opened (values decrypted), by a reconcile or by the standby ahead of takeover",
+            opened.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
@@ -91,6 +104,7 @@ impl Default for Metrics {
             reconciles,
             secret_writes,
             drift_repairs,
+            opened,
             reconcile_seconds,
             keys,
             active_key_created,
@@ -113,6 +127,11 @@ impl Metrics {
         self.secret_writes
             .get_or_create(&OpLabel { op: op.to_string() })
             .inc();
+    }
+
+    /// One SealedSecret opened, `by` a reconcile or the standby.
+    pub fn opened(&self, by: &'static str) {
+        self.opened.get_or_create(&ByLabel { by }).inc();
     }
 
     /// The text exposition format.

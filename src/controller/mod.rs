@@ -2,13 +2,14 @@
 //! [`crate::unsealer`] (and the key rules in [`crate::keyring::lifecycle`]). Caches and
 //! their watchers (`caches`), what wakes the reconcilers (`triggers`), the SealedSecret
 //! reconcilers, one per watched namespace or one for all (`reconcile`), the key manager
-//! (`keys`), status and Events (`report`, `events`), Lease leader election (`leader`),
-//! /metrics, /healthz and /readyz (`http`), what they share (`context`), all supervised
-//! by `tasks`.
+//! (`keys`), status and Events (`report`, `events`), Lease leader election (`leader`), the
+//! standby's read-only preparation (`standby`), /metrics, /healthz and /readyz (`http`),
+//! what they share (`context`), all supervised by `tasks`.
 //!
 //! Every replica keeps its caches warm from the start, and /readyz says they are synced;
-//! only the replica holding the lease reconciles and writes, and a standby takes over at
-//! once with its caches in hand.
+//! only the replica holding the lease reconciles and writes. A standby opens every object
+//! ahead, read only (`standby`), so it takes over at once: in-sync objects are known by
+//! digest and only drifted Secrets are opened and written.
 
 mod caches;
 mod context;
@@ -22,6 +23,7 @@ pub mod metrics;
 mod mock_tests;
 mod reconcile;
 mod report;
+mod standby;
 mod tasks;
 mod triggers;
 
@@ -132,14 +134,23 @@ async fn phases(tasks: &mut tasks::Tasks, client: Client, config: Config) -> any
         "caches synced; waiting for leadership"
     );
 
-    // Waiting for leadership: the caches stay current, nothing is reconciled or written.
-    let lead = caches::standing_by(&mut scopes, until(&mut leading, true));
-    tasks.supervise(lead).await?;
-    metrics.leader.set(1);
+    // Waiting for leadership: the caches stay current and every object is opened ahead into
+    // the memo (read only); nothing is reconciled or written.
+    let ctx = Arc::new(Context::new(client, &config, metrics, stores));
+    let wait = async {
+        tokio::select! {
+            biased;
+            () = until(&mut leading, true) => {}
+            () = standby::prepare(ctx.clone()) => {}
+        }
+    };
+    tasks
+        .supervise(caches::standing_by(&mut scopes, wait))
+        .await?;
+    ctx.metrics.leader.set(1);
     tracing::info!(identity = %config.identity, "leading");
 
     // Leading: the controllers and writers.
-    let ctx = Arc::new(Context::new(client, &config, metrics, stores));
     for scope in scopes {
         start_controller(tasks, &ctx, scope, &triggers, config.concurrency);
     }

@@ -11,9 +11,11 @@ use super::report::{Ready, Report};
 use super::{Context, FIELD_MANAGER};
 use crate::api::{Reason, SealedSecret};
 use crate::format::Envelopes;
+use crate::keyring::PrivateKeys;
 use crate::manifest::wanted_key_ids;
-use crate::unsealer::secret::{Digest, ManagedSecret, data_digest, desired, mark};
-use crate::unsealer::{Failure, Write, earlier_rewraps, plan, unseal, was_unsealed};
+use crate::unsealer::policy::Policy;
+use crate::unsealer::secret::{Digest, ManagedSecret, data_digest, desired, mark, wipe};
+use crate::unsealer::{Failure, Unsealing, Write, earlier_rewraps, plan, unseal, was_unsealed};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -186,20 +188,13 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes
     let whole = ctx.whole(sealed).await?;
     let sealed = whole.as_ref().map_or(sealed, |(s, _)| s);
     let (keys, _) = ctx.private_keys();
-    let held = keys.identities();
-    let (opened, mut unsealing) = unseal(sealed, &held, Some(&ctx.config.policy));
-    let used: Vec<u64> = unsealing
-        .used
-        .iter()
-        .map(|id| memo::key_id_hash(id))
-        .collect();
+    let (opened, mut unsealing, used) = open(sealed, &keys, &ctx.config.policy);
+    ctx.metrics.opened("reconcile");
     let written = match opened {
-        Ok(mut secret) => {
-            mark(&mut secret, sealed);
-            let digest = data_digest(secret.data.as_ref());
-            write(sealed, ctx, cached, secret, &digest)
-                .await
-                .map(|w| (w, digest))
+        Ok((mut secret, digest)) => {
+            let wrote = write(sealed, ctx, cached, &mut secret, &digest).await;
+            wipe(&mut secret);
+            wrote.map(|w| (w, digest))
         }
         Err(failure) => Err(failure.into()),
     };
@@ -208,6 +203,29 @@ async fn apply(sealed: &SealedSecret, ctx: &Context) -> Result<(Wrote, Envelopes
     let (wrote, _) = written?;
     let active = active.as_ref().map(|(id, r)| (id.as_str(), r));
     Ok((wrote, unsealing.rewraps(sealed, active)))
+}
+
+/// Open `sealed` with the cluster's trusted keys under the policy (the core's [`unseal`]):
+/// the Secret the controller writes and its data digest, or the core's verdict; how it was
+/// opened (re-wraps reuse it); and the key ids that verifiably unwrapped, as the memo keeps
+/// them. The leader's reconcile and the standby's read-only pass (`standby.rs`) both open here.
+pub(super) fn open<'k>(
+    sealed: &SealedSecret,
+    keys: &'k PrivateKeys,
+    policy: &Policy,
+) -> (Result<(Secret, Digest), Failure>, Unsealing<'k>, Vec<u64>) {
+    let (opened, unsealing) = unseal(sealed, &keys.identities(), Some(policy));
+    let used = unsealing
+        .used
+        .iter()
+        .map(|id| memo::key_id_hash(id))
+        .collect();
+    let opened = opened.map(|mut secret| {
+        mark(&mut secret, sealed);
+        let digest = data_digest(secret.data.as_ref());
+        (secret, digest)
+    });
+    (opened, unsealing, used)
 }
 
 impl Context {
@@ -271,7 +289,7 @@ async fn write(
     sealed: &SealedSecret,
     ctx: &Context,
     cached: Option<Arc<ManagedSecret>>,
-    want: Secret,
+    want: &mut Secret,
     digest: &Digest,
 ) -> Result<Wrote, Error> {
     let name = sealed.name_any();
@@ -281,7 +299,7 @@ async fn write(
     loop {
         // Secret writes (only real requests, never an in-sync check) make status writes give
         // way (see report.rs).
-        let planned = plan(sealed, &want, digest, existing.as_deref())?;
+        let planned = plan(sealed, want, digest, existing.as_deref())?;
         let replace = match planned {
             Write::Nothing => return Ok(Wrote::Nothing),
             Write::Create => {
@@ -289,7 +307,7 @@ async fn write(
                     field_manager: Some(FIELD_MANAGER.into()),
                     ..Default::default()
                 };
-                match ctx.reports.busy().during(api.create(&params, &want)).await {
+                match ctx.reports.busy().during(api.create(&params, want)).await {
                     Ok(_) => {
                         ctx.metrics.wrote("create");
                         return Ok(if was_unsealed(sealed) {
@@ -337,10 +355,9 @@ async fn write(
             api.delete(&name, &params).await?;
             ctx.metrics.wrote("delete");
         }
-        let mut want = want;
         want.metadata.resource_version = resource_version;
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(&name, &params, &Patch::Apply(&want)).await?;
+        api.patch(&name, &params, &Patch::Apply(&*want)).await?;
         ctx.metrics.wrote("apply");
         return Ok(if was_unsealed(sealed) {
             repaired(ctx)

@@ -38,6 +38,24 @@ pub mod map_serde {
 
     struct Flat<'a, V>(&'a Map<V>);
 
+    /// A map of maps where the API server may have stored `null` for the map or for one of
+    /// its members: read as absent. (Server-side apply leaves `null` where it removed the
+    /// last members of a map another field manager still claims, kubernetes#103011; the
+    /// schema marks such maps nullable so that write is not refused.)
+    pub fn nested_or_null<'de, D, V>(d: D) -> Result<Map<Map<V>>, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+        V: serde::Deserialize<'de>,
+    {
+        use serde::Deserialize;
+        let read = Option::<Map<Option<Map<V>>>>::deserialize(d)?;
+        Ok(read
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
     impl<V: Serialize> Serialize for Flat<'_, V> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             flat(self.0, s)

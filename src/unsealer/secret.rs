@@ -67,6 +67,15 @@ pub fn mark(secret: &mut Secret, sealed: &SealedSecret) {
     secret.type_.get_or_insert_with(|| "Opaque".to_string());
 }
 
+/// Overwrite a built Secret's values with zeros once it is written or judged (the values are
+/// plain text; the allocator would otherwise hand them on as they are).
+pub fn wipe(secret: &mut Secret) {
+    use zeroize::Zeroize;
+    for v in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
+        v.0.zeroize();
+    }
+}
+
 /// SHA-256 over the length-prefixed keys and values.
 pub fn data_digest(data: Option<&BTreeMap<String, ByteString>>) -> Digest {
     let mut h = DataHasher::default();
