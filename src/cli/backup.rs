@@ -7,7 +7,7 @@
 //! key id.
 
 use super::io::{PRIVATE_MODE, write_atomic};
-use super::kube::{block_on, client, cluster_failure};
+use super::kube::{block_on, client, cluster_failure, sealing_keys};
 use super::{CmdResult, Failure, KeysBackupArgs, KeysRestoreArgs, exit};
 use crate::api::{KeyState, SealingKey, SealingKeySpec};
 use crate::crypto::{Identity, Recipient};
@@ -26,16 +26,6 @@ const RENAMED_SUFFIX: &str = "-restored";
 /// How often restore starts over when the controller generated a key pair for a key it had
 /// just created (see [`create_key`]).
 const CREATE_ATTEMPTS: usize = 3;
-
-async fn sealing_keys(client: &Client) -> Result<Vec<SealingKey>, Failure> {
-    let mut keys = Api::<SealingKey>::all(client.clone())
-        .list(&Default::default())
-        .await
-        .map_err(|e| cluster_failure(format!("cannot list SealingKeys: {e}")))?
-        .items;
-    keys.sort_by_key(|k| k.creation_timestamp().map(|t| t.0));
-    Ok(keys)
-}
 
 /// The identity in `secret` if the controller would trust it as `key`'s private half.
 fn trusted_identity(key: &SealingKey, secret: &Secret) -> Result<Identity, String> {

@@ -2,30 +2,19 @@
 //! the plain API (no service proxy). `keys backup|restore` live in `backup.rs`.
 
 use super::io::{PUBLIC_MODE, write_atomic};
-use super::kube::{block_on, client, cluster_failure};
+use super::kube::{block_on, client, cluster_failure, sealing_keys};
 use super::{CmdResult, Failure, KeysFetchArgs, KeysListArgs, KeysRetireArgs, exit};
 use crate::api::SealingKey;
 use crate::keyring::lifecycle::new_active_key;
 use crate::keyring::next_key_name;
 use crate::manifest::{KeyringEntry, KeyringFile};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
-
-async fn sealing_keys(client: Client) -> Result<Vec<SealingKey>, super::Failure> {
-    let api: Api<SealingKey> = Api::all(client);
-    let mut keys = api
-        .list(&Default::default())
-        .await
-        .map_err(|e| cluster_failure(format!("cannot list SealingKeys: {e}")))?
-        .items;
-    keys.sort_by_key(|k| k.creation_timestamp().map(|t| t.0));
-    Ok(keys)
-}
 
 pub fn fetch(args: KeysFetchArgs) -> CmdResult {
     block_on(async {
         let client = client(&args.kube).await?;
-        let keys = sealing_keys(client).await?;
+        let keys = sealing_keys(&client).await?;
         // Effective states: only the key the controller made Active is published as Active.
         let (entries, pending): (Vec<KeyringEntry>, Vec<String>) =
             super::key_state::keyring_entries(&keys);
@@ -60,7 +49,7 @@ pub fn fetch(args: KeysFetchArgs) -> CmdResult {
 
 pub fn list(args: KeysListArgs) -> CmdResult {
     block_on(async {
-        let keys = sealing_keys(client(&args.kube).await?).await?;
+        let keys = sealing_keys(&client(&args.kube).await?).await?;
         let now = jiff::Timestamp::now();
         // Columns 1-5 as before the effective state existed (scripts read USERS as $5).
         println!(
@@ -92,7 +81,7 @@ fn human_age(secs: i64) -> String {
 pub fn rotate(args: KeysListArgs) -> CmdResult {
     block_on(async {
         let client = client(&args.kube).await?;
-        let keys = sealing_keys(client.clone()).await?;
+        let keys = sealing_keys(&client).await?;
         let name = next_key_name(
             keys.iter()
                 .map(|k| k.metadata.name.as_deref().unwrap_or_default()),

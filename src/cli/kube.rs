@@ -1,5 +1,5 @@
-//! Reaching the cluster from the CLI: a client from kubectl's flags, and a tokio runtime
-//! for the commands that need one (offline commands never start it).
+//! Reaching the cluster from the CLI: a client from kubectl's flags, a tokio runtime for the
+//! commands that need one (offline commands never start it), and the reads several commands share.
 
 use super::{Failure, KubeArgs, exit};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -44,4 +44,15 @@ pub async fn client(args: &KubeArgs) -> Result<kube::Client, Failure> {
         None => kube::Config::infer().await.map_err(cluster_failure)?,
     };
     kube::Client::try_from(config).map_err(cluster_failure)
+}
+
+/// Every SealingKey of the cluster, oldest first.
+pub async fn sealing_keys(client: &kube::Client) -> Result<Vec<crate::api::SealingKey>, Failure> {
+    let mut keys = kube::Api::<crate::api::SealingKey>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .map_err(|e| cluster_failure(format!("cannot list SealingKeys: {e}")))?
+        .items;
+    keys.sort_by_key(|k| kube::ResourceExt::creation_timestamp(k).map(|t| t.0));
+    Ok(keys)
 }

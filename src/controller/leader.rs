@@ -3,6 +3,11 @@
 //! no change to the record for `leaseDuration` (by its own clock), or at once when the
 //! holder released it on shutdown. Updates carry the resourceVersion, so two replicas
 //! cannot both win one round.
+//!
+//! Hand-written (~190 lines) rather than a crate: the Lease crates for kube judge expiry
+//! from the holder's `renewTime` against the local clock (kube-leader-election; kube-lease-
+//! manager 0.12 adds a skew allowance and is built on an older kube major), which clock
+//! skew between nodes turns into two leaders or none.
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -31,8 +36,9 @@ pub struct LeaseConfig {
 pub struct Elector {
     api: Api<Lease>,
     cfg: LeaseConfig,
-    /// The Lease's resourceVersion when it last changed, and when we saw that.
-    observed: Option<(String, Instant)>,
+    /// The Lease's resourceVersion when it last changed, when we saw that, and the lease
+    /// duration it then named.
+    observed: Option<(String, Instant, Duration)>,
 }
 
 impl Elector {
@@ -46,7 +52,7 @@ impl Elector {
 
     /// Try to acquire or renew once. `Ok(true)` while this replica holds the lease.
     pub async fn try_acquire(&mut self) -> Result<bool, kube::Error> {
-        let cfg = &self.cfg;
+        let cfg = self.cfg.clone();
         let now = jiff::Timestamp::now();
         let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
             holder_identity: Some(cfg.holder.clone()),
@@ -70,21 +76,10 @@ impl Elector {
                 Err(e) => Err(e),
             };
         };
-        let version = lease.resource_version().unwrap_or_default();
-        let seen = match &self.observed {
-            Some((v, at)) if *v == version => *at,
-            _ => {
-                let at = Instant::now();
-                self.observed = Some((version, at));
-                at
-            }
-        };
+        let expires = self.observe(&lease);
         let current = lease.spec.clone().unwrap_or_default();
         let held_by_me = current.holder_identity.as_deref() == Some(cfg.holder.as_str());
-        let duration = current
-            .lease_duration_seconds
-            .map_or(Duration::ZERO, |d| Duration::from_secs(d.max(0) as u64));
-        let expired = seen + duration <= Instant::now();
+        let expired = expires <= Instant::now();
         if !held_by_me && !expired && current.holder_identity.is_some() {
             return Ok(false);
         }
@@ -101,15 +96,37 @@ impl Elector {
             .await
         {
             Ok(written) => {
-                self.observed = Some((
-                    written.resource_version().unwrap_or_default(),
-                    Instant::now(),
-                ));
+                self.observe(&written);
                 Ok(true)
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Note the Lease as read or watched: a new resourceVersion restarts the expiry clock.
+    /// When it expires, by this replica's observation.
+    pub fn observe(&mut self, lease: &Lease) -> Instant {
+        let version = lease.resource_version().unwrap_or_default();
+        match &self.observed {
+            Some((v, at, duration)) if *v == version => *at + *duration,
+            _ => {
+                let duration = lease
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.lease_duration_seconds)
+                    .map_or(Duration::ZERO, |d| Duration::from_secs(d.max(0) as u64));
+                let at = Instant::now();
+                self.observed = Some((version, at, duration));
+                at + duration
+            }
+        }
+    }
+
+    /// When the Lease last observed expires, if that is still ahead.
+    fn expiry(&self) -> Option<Instant> {
+        let (_, at, duration) = self.observed.as_ref()?;
+        Some(*at + *duration).filter(|e| *e > Instant::now())
     }
 }
 
@@ -142,22 +159,20 @@ pub async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::
 
 /// Keep trying forever, publishing whether this replica leads. A leader that fails to renew
 /// for a whole lease duration steps down (publishes false) before anyone can take over.
-/// A standby also watches the Lease and tries at once when its holder releases it (so the
-/// warm standby, not a replacement Pod still starting, takes over); without the watch (RBAC
-/// without list/watch) it still polls every `retry`.
+/// A standby also watches the Lease: each change restarts its expiry clock when it happens
+/// (not when the next poll sees it), it tries right when the Lease expires, and at once
+/// when its holder releases it (so the warm standby, not a replacement Pod still starting,
+/// takes over); without the watch (RBAC without list/watch) it still polls every `retry`.
 pub async fn run(client: Client, cfg: LeaseConfig, leading: watch::Sender<bool>) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
-    let released = watcher(
+    let changes = watcher(
         api.clone(),
         watcher::Config::default().fields(&format!("metadata.name={}", cfg.name)),
     )
     .default_backoff()
     .applied_objects()
-    .filter_map(|l| async move {
-        let free = l.ok()?.spec.is_none_or(|s| s.holder_identity.is_none());
-        free.then_some(())
-    });
-    let mut released = std::pin::pin!(released);
+    .filter_map(|l| async move { l.ok() });
+    let mut changes = std::pin::pin!(changes);
     let retry = cfg.retry;
     let renew_deadline = cfg.duration.mul_f32(0.8);
     let mut elector = Elector::new(api, cfg);
@@ -178,13 +193,22 @@ pub async fn run(client: Client, cfg: LeaseConfig, leading: watch::Sender<bool>)
                 }
             }
         }
-        let sleep = tokio::time::sleep(retry);
+        let next = Instant::now() + retry;
         if *leading.borrow() {
-            sleep.await;
-        } else {
+            tokio::time::sleep_until(next).await;
+            continue;
+        }
+        loop {
+            let wake = elector.expiry().map_or(next, |at| at.min(next));
             tokio::select! {
-                () = sleep => {}
-                Some(()) = released.next() => tracing::debug!("lease released; trying now"),
+                () = tokio::time::sleep_until(wake) => break,
+                Some(lease) = changes.next() => {
+                    elector.observe(&lease);
+                    if lease.spec.is_none_or(|s| s.holder_identity.is_none()) {
+                        tracing::debug!("lease released; trying now");
+                        break;
+                    }
+                }
             }
         }
     }
