@@ -2,6 +2,11 @@
 //! in a Secret it owns; the rules of [`crate::keyring::lifecycle`] decide which key is Active,
 //! what the others effectively are, and when a retirement or deletion may go ahead. Spec is
 //! the users' (Git's): this writes only status, its own finalizer, and key Secrets.
+//!
+//! One idempotent pass over the whole key set rather than a kube-runtime reconciler per
+//! SealingKey: the decisions are about the set (exactly one Active, the next key when none
+//! may be Active, usage across every SealedSecret), and the first key must be created when
+//! there is no object to reconcile at all. The pass reads only the caches.
 
 use super::Context;
 use super::events::Event;
