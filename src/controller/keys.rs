@@ -3,10 +3,11 @@
 //! what the others effectively are, and when a retirement or deletion may go ahead. Spec is
 //! the users' (Git's): this writes only status, its own finalizer, and key Secrets.
 //!
-//! One idempotent pass over the whole key set rather than a kube-runtime reconciler per
-//! SealingKey: the decisions are about the set (exactly one Active, the next key when none
-//! may be Active, usage across every SealedSecret), and the first key must be created when
-//! there is no object to reconcile at all. The pass reads only the caches.
+//! A reconciler per SealingKey in kube-runtime's shape (`reconcile`, `error_policy`), and
+//! the set's own pass (`manage_set`): the decisions are about the set (exactly one Active,
+//! the next key when none may be Active, usage across every SealedSecret), so each key is
+//! judged with all the others, and the first key is created when there is no object to
+//! reconcile at all. Both read only the caches.
 
 use super::Context;
 use super::events::Event;
@@ -21,13 +22,22 @@ use crate::keyring::{
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
 
-/// One pass over the key set, from the caches. Idempotent; run on every key change, on
-/// usage changes and periodically.
-pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
+/// What the key rules decide for one cached SealingKey, judged with the whole set.
+struct Judged {
+    key: Arc<SealingKey>,
+    view: KeyView,
+    verdict: Verdict,
+    secret: Option<Arc<Secret>>,
+    identity: Option<Identity>,
+}
+
+/// Judge every cached key together (the rules are about the set: one Active, usage, renewal).
+fn judge(ctx: &Context) -> (Vec<Judged>, Vec<KeyView>) {
     let keys = ctx.sealing_keys.state();
     let secrets = ctx.key_secrets.state();
     let usage = ctx.key_usage();
@@ -35,7 +45,7 @@ pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
     let mut views = Vec::with_capacity(keys.len());
     for key in &keys {
         let secret = key_secret_of(&secrets, key);
-        let (h, identity) = match secret.map(|s| trusted_identity(s, [key.as_ref()])) {
+        let (h, identity) = match secret.map(|s| trusted_identity(s.as_ref(), [key.as_ref()])) {
             None => (Held::Missing, None),
             Some(Ok((_, identity))) => (Held::Trusted, Some(identity)),
             Some(Err(why)) => (Held::Untrusted(why.to_string()), None),
@@ -46,10 +56,31 @@ pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
             .or_else(|| key.status.as_ref().and_then(|s| s.key_id.clone()));
         let used_by = key_id.as_deref().map_or(Some(0), |id| usage.of(id));
         views.push(KeyView::of(key, h, used_by));
-        held.push((secret, identity));
+        held.push((secret.cloned(), identity));
     }
+    let verdicts = lifecycle::decide(&views);
+    let judged = keys
+        .into_iter()
+        .zip(views.iter().cloned())
+        .zip(verdicts)
+        .zip(held)
+        .map(|(((key, view), verdict), (secret, identity))| Judged {
+            key,
+            view,
+            verdict,
+            secret,
+            identity,
+        })
+        .collect();
+    (judged, views)
+}
 
-    // A new Active key when none may be, or the Active one is due for renewal.
+/// The set's own work, from the caches: a new Active key when none may be or the Active one
+/// is due for renewal (also the cluster's first key, when there is no key to reconcile at
+/// all), and the key metrics. Idempotent; the key manager runs it on every key change, on
+/// usage changes and periodically, then has every key reconciled.
+pub async fn manage_set(ctx: &Context) -> Result<(), kube::Error> {
+    let (judged, views) = judge(ctx);
     let now = jiff::Timestamp::now().as_second();
     let renew = i64::try_from(ctx.config.key_renew_interval.as_secs()).unwrap_or(i64::MAX);
     if lifecycle::needs_new_key(&views, now, renew) {
@@ -57,16 +88,9 @@ pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
         create_key(ctx, &name).await?;
         // The watch brings us back with the new key in the cache.
     }
-
-    let verdicts = lifecycle::decide(&views);
     let mut counts: std::collections::HashMap<KeyState, i64> = Default::default();
-    for (((key, view), verdict), (secret, identity)) in
-        keys.iter().zip(&views).zip(&verdicts).zip(held)
-    {
-        *counts.entry(verdict.state).or_default() += 1;
-        if let Err(e) = manage_key(ctx, key, view, verdict, secret, identity.as_ref()).await {
-            tracing::warn!(key = %key.name_any(), error = %e, "could not manage key; retrying");
-        }
+    for j in &judged {
+        *counts.entry(j.verdict.state).or_default() += 1;
     }
     for state in [KeyState::Active, KeyState::DecryptOnly, KeyState::Retired] {
         let label = super::metrics::StateLabel {
@@ -77,10 +101,10 @@ pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
     }
     let active_created = lifecycle::active(&views).map_or(0, |k| k.created);
     ctx.metrics.active_key_created.set(active_created);
-    let refused = verdicts
+    let refused = judged
         .iter()
-        .filter(|v| {
-            matches!(&v.retired, Some(Retirement::Refused { reason, .. })
+        .filter(|j| {
+            matches!(&j.verdict.retired, Some(Retirement::Refused { reason, .. })
                 if matches!(reason, Reason::RetireRefused | Reason::DeletionBlocked))
         })
         .count();
@@ -90,13 +114,43 @@ pub async fn manage(ctx: &Context) -> Result<(), kube::Error> {
     Ok(())
 }
 
+/// The SealingKey reconciler (kube-runtime's shape): this key's verdict, judged with the
+/// whole set from the caches, carried out: its key pair, finalizers, private-key deletion
+/// on retirement, status and Events. Every key is reconciled whenever any key, key Secret
+/// or key usage changes (one key's change can change another's verdict) and every 30 s.
+pub async fn reconcile(key: Arc<SealingKey>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+    let (judged, _) = judge(&ctx);
+    let Some(j) = judged
+        .into_iter()
+        .find(|j| j.key.metadata.uid == key.metadata.uid)
+    else {
+        return Ok(Action::await_change()); // gone from the cache meanwhile
+    };
+    manage_key(
+        &ctx,
+        &j.key,
+        &j.view,
+        &j.verdict,
+        j.secret.as_deref(),
+        j.identity.as_ref(),
+    )
+    .await?;
+    Ok(Action::await_change())
+}
+
+/// A failed key reconcile is retried in 5 s (keys are few; the next reconcile-all comes
+/// sooner on any change).
+pub fn error_policy(key: Arc<SealingKey>, error: &kube::Error, _: Arc<Context>) -> Action {
+    tracing::warn!(key = %key.name_any(), error = %error, "could not manage key; retrying");
+    Action::requeue(std::time::Duration::from_secs(5))
+}
+
 /// The key Secret of `key`, by its one name (other Secrets are never looked at).
-fn key_secret_of<'a>(secrets: &'a [Arc<Secret>], key: &SealingKey) -> Option<&'a Secret> {
+fn key_secret_of<'a>(secrets: &'a [Arc<Secret>], key: &SealingKey) -> Option<&'a Arc<Secret>> {
     let name = key_secret_name(&key.name_any());
     secrets
         .iter()
         .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
-        .map(|s| s.as_ref())
 }
 
 async fn manage_key(

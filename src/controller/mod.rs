@@ -155,7 +155,9 @@ async fn phases(tasks: &mut tasks::Tasks, client: Client, config: Config) -> any
         start_controller(tasks, &ctx, scope, &triggers, config.concurrency);
     }
     let (keys_changed, usage_changed) = triggers.key_manager_wakes();
-    let key_manager = key_manager(ctx.clone(), keys_changed, usage_changed);
+    let all_keys = triggers::All::new(1);
+    start_key_controller(tasks, &ctx, &all_keys);
+    let key_manager = key_manager(ctx.clone(), keys_changed, usage_changed, all_keys);
     tasks.spawn("the key manager", key_manager);
     tasks.spawn("the status writer", report::run(ctx.clone()));
     // The controllers subscribed after the stores' first lists: look at every object once.
@@ -236,18 +238,32 @@ fn start_controller(
     tasks.spawn(name, controller);
 }
 
-/// Run the key manager on every key change (within 200 ms), on SealedSecret changes (at most
-/// every 5 s: a pass counts key usage over every SealedSecret, and status writes change them
-/// all on a cold start), and every 30 s for renewal.
+/// The SealingKey controller: every key, whenever the key manager asks (see [`key_manager`]);
+/// one at a time, as each is judged with the whole set.
+fn start_key_controller(tasks: &mut tasks::Tasks, ctx: &Arc<Context>, all_keys: &triggers::All) {
+    let changes = futures::stream::pending::<Result<crate::api::SealingKey, _>>();
+    let controller = Controller::for_stream(changes, ctx.sealing_keys.clone())
+        .reconcile_all_on(all_keys.requests())
+        .with_config(kube::runtime::controller::Config::default().concurrency(1))
+        .run(keys::reconcile, keys::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+    tasks.spawn("the SealingKey controller", controller);
+}
+
+/// Run the key set's pass and then have every key reconciled: on every key change (within
+/// 200 ms), on SealedSecret changes (at most every 5 s: a pass counts key usage over every
+/// SealedSecret, and status writes change them all on a cold start), and every 30 s for renewal.
 async fn key_manager(
     ctx: Arc<Context>,
     mut keys: watch::Receiver<()>,
     mut usage: watch::Receiver<()>,
+    all_keys: triggers::All,
 ) {
     loop {
-        if let Err(e) = keys::manage(&ctx).await {
+        if let Err(e) = keys::manage_set(&ctx).await {
             tracing::warn!(error = %e, "key manager pass failed; retrying");
         }
+        all_keys.ask();
         tokio::select! {
             _ = keys.changed() => tokio::time::sleep(Duration::from_millis(200)).await,
             _ = usage.changed() => {
