@@ -1,8 +1,8 @@
 //! The in-cluster controller: a thin kube-runtime shell around the pure core in
 //! [`crate::unsealer`] (and the key rules in [`crate::keyring::lifecycle`]). Caches and
 //! their watchers (`caches`), what wakes the reconcilers (`triggers`), the SealedSecret
-//! reconcilers, one per watched namespace or one for all (`reconcile`), the key manager
-//! (`keys`), status and Events (`report`, `events`), Lease leader election (`leader`), the
+//! reconcilers, one per watched namespace or one for all (`reconcile`), the SealingKey
+//! reconciler and the key set's pass (`keys`), status and Events (`report`, `events`), Lease leader election (`leader`), the
 //! standby's read-only preparation (`standby`), /metrics, /healthz and /readyz (`http`),
 //! what they share (`context`), all supervised by `tasks`.
 //!
