@@ -2,9 +2,10 @@
 //! [`crate::unsealer`] (and the key rules in [`crate::keyring::lifecycle`]). Caches and
 //! their watchers (`caches`), what wakes the reconcilers (`triggers`), the SealedSecret
 //! reconcilers, one per watched namespace or one for all (`reconcile`), the SealingKey
-//! reconciler and the key set's pass (`keys`), status and Events (`report`, `events`), Lease leader election (`leader`), the
-//! standby's read-only preparation (`standby`), /metrics, /healthz and /readyz (`http`),
-//! what they share (`context`), all supervised by `tasks`.
+//! reconciler and the key set's pass (`keys`), status and Events (`report`, `events`),
+//! Lease leader election (`leader`), the standby's read-only preparation (`standby`),
+//! /metrics, /healthz and /readyz (`http`), what they share (`context`), all supervised by
+//! `tasks`.
 //!
 //! Every replica keeps its caches warm from the start, and /readyz says they are synced;
 //! only the replica holding the lease reconciles and writes. A standby opens every object
