@@ -60,13 +60,7 @@ async fn unseals_reports_status_and_events() {
         .collect();
     assert_eq!(status.key_ids, active);
     // Events follow the status write.
-    wait_for(Duration::from_secs(30), || async {
-        env.events_for(&ns, "db")
-            .await
-            .iter()
-            .any(|e| e.contains("Unsealed"))
-    })
-    .await;
+    env.wait_event(&ns, "db", |e| e.contains("Unsealed")).await;
     ctl.assert_no_plain_text(&env, &ns, &["hunter2-plain", "admin-plain"])
         .await;
 }
@@ -133,11 +127,8 @@ async fn each_failure_has_its_own_reason_and_others_still_unseal() {
     let ss = env.wait_ready(&staging, "tampered", "False").await;
     assert_eq!(ready_of(&ss).0, "Tampered", "{:?}", ready_of(&ss));
     env.wait_secret(&staging, "good").await;
-    let events = env.events_for(&staging, "db").await;
-    assert!(
-        events.iter().any(|e| e.contains("BindingMismatch")),
-        "{events:?}"
-    );
+    env.wait_event(&staging, "db", |e| e.contains("BindingMismatch"))
+        .await;
     for name in ["db", "foreign", "tampered"] {
         assert!(
             env.secrets(&staging).get_opt(name).await.unwrap().is_none(),
@@ -208,12 +199,8 @@ async fn drift_is_repaired_within_a_second() {
         delete_repair < Duration::from_secs(1),
         "deletion repaired in {delete_repair:?}"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let events = env.events_for(&ns, "db").await;
-    assert!(
-        events.iter().any(|e| e.contains("DriftRepaired")),
-        "{events:?}"
-    );
+    env.wait_event(&ns, "db", |e| e.contains("DriftRepaired"))
+        .await;
     assert!(ctl.metric("gitseal_drift_repairs_total").await >= 2.0);
 }
 

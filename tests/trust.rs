@@ -519,15 +519,10 @@ async fn gitops_agent_and_controller_never_fight_over_keys() {
     );
     // Retirement is final; the object unseals with the new key.
     env.wait_ready(&ns, "db", "True").await;
-    let events = env.events_for(SYSTEM_NS, "prod-a").await;
-    assert!(
-        events.iter().any(|e| e.starts_with("RetireRefused")),
-        "{events:?}"
-    );
-    assert!(
-        events.iter().any(|e| e.starts_with("Retired")),
-        "{events:?}"
-    );
+    env.wait_event(SYSTEM_NS, "prod-a", |e| e.starts_with("RetireRefused"))
+        .await;
+    env.wait_event(SYSTEM_NS, "prod-a", |e| e.starts_with("Retired:"))
+        .await;
 }
 
 /// Issue 10.4: deleting (pruning) a SealingKey that SealedSecrets still use, even with a
@@ -579,11 +574,8 @@ async fn pruning_an_in_use_key_keeps_it() {
         .unwrap();
     let s = env.wait_secret(&ns, "db").await;
     assert_eq!(data(&s, "password"), "prune-plain");
-    let events = env.events_for(SYSTEM_NS, &name).await;
-    assert!(
-        events.iter().any(|e| e.starts_with(DELETION_BLOCKED)),
-        "{events:?}"
-    );
+    env.wait_event(SYSTEM_NS, &name, |e| e.starts_with(DELETION_BLOCKED))
+        .await;
     // A new Active key took over for new seals.
     let new = active_key(&env).await;
     assert_ne!(new.name_any(), name);
@@ -799,13 +791,11 @@ async fn api_errors_are_scrubbed_in_status_and_events() {
         !msg.contains("xxxx") && !msg.contains("must have at most"),
         "{msg}"
     );
-    let events = env.events_for(&ns, "db").await;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.starts_with("ApiError: the API server answered 422")),
-        "{events:?}"
-    );
+    let events = env
+        .wait_event(&ns, "db", |e| {
+            e.starts_with("ApiError: the API server answered 422")
+        })
+        .await;
     assert!(events.iter().all(|e| !e.contains("xxxx")));
 }
 

@@ -283,6 +283,28 @@ impl Env {
             .collect()
     }
 
+    /// The events about `name` once one matching `wanted` has arrived: Events are written after
+    /// the status, by their own task, so a test waits for them rather than reading once.
+    pub async fn wait_event(
+        &self,
+        ns: &str,
+        name: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let start = std::time::Instant::now();
+        loop {
+            let events = self.events_for(ns, name).await;
+            if events.iter().any(|e| wanted(e)) {
+                return events;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no matching event for {ns}/{name} within 60 s: {events:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Remove every SealingKey and key Secret (a cluster without keys), releasing the key
     /// manager's finalizers as an admin would.
     pub async fn delete_all_keys(&self) {
