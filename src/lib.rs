@@ -12,5 +12,6 @@ pub mod crypto;
 pub mod format;
 pub mod keyring;
 pub mod manifest;
+pub mod template;
 pub mod unsealer;
 pub mod yaml;

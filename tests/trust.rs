@@ -41,6 +41,7 @@ fn with_template(
         }),
         type_: type_.map(str::to_string).or(t.type_),
         immutable: t.immutable,
+        data: t.data,
     });
     s
 }

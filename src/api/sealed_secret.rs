@@ -18,6 +18,8 @@ pub const MAX_WRAPPINGS: u64 = 32;
 pub const MAX_WRAPPED_CHARS: u64 = 1368;
 /// Labels and annotations of the template, each.
 pub const MAX_TEMPLATE_ENTRIES: u64 = 64;
+/// Characters of one `spec.template.data` template.
+pub const MAX_TEMPLATE_CHARS: u64 = 65536;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -86,6 +88,24 @@ pub struct SecretTemplate {
     pub type_: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
+    /// Secret key → Go text/template rendered over the decrypted values (`{{ .password }}`),
+    /// as Bitnami Sealed Secrets' `spec.template.data`; the output is that key's value and
+    /// replaces a decrypted key of the same name. Functions: text/template's builtins and
+    /// the sprig functions listed in the README; none reads environment, files, network,
+    /// clock or randomness.
+    #[serde(
+        default,
+        skip_serializing_if = "Map::is_empty",
+        serialize_with = "map_serde::flat"
+    )]
+    #[schemars(
+        with = "BTreeMap<String, String>",
+        extend(
+            "maxProperties" = MAX_TEMPLATE_ENTRIES,
+            "additionalProperties" = {"type": "string", "maxLength": MAX_TEMPLATE_CHARS}
+        )
+    )]
+    pub data: Map<String>,
 }
 
 /// Labels and annotations copied onto the Secret.

@@ -183,6 +183,11 @@ pub fn check_sealed(
             }
         }
     }
+    if let Some(t) = &spec.template {
+        for p in crate::template::check(&t.data) {
+            problem(p.field(), p.message);
+        }
+    }
     problems.extend(problems_over);
     problems
 }

@@ -142,6 +142,7 @@ fn template(input: &SecretInput) -> Option<SecretTemplate> {
         metadata,
         type_: input.type_.clone(),
         immutable: input.immutable,
+        data: Default::default(),
     };
     (t != SecretTemplate::default()).then_some(t)
 }

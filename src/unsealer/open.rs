@@ -84,6 +84,13 @@ fn open(
         }
     }
     let values = open_values(sealed, &at, &mut unsealing.opener).map_err(Failure::from_manifest)?;
+    // `spec.template.data`: rendered over the opened values (checked with the spec above
+    // when there is a policy; offline, rendering reports its own first problem).
+    let values = match sealed.spec.template.as_ref() {
+        Some(t) => crate::template::render(&t.data, values)
+            .map_err(|p| Failure::new(Reason::InvalidSpec, p.field(), p.message))?,
+        None => values,
+    };
     Ok(secret::describe(sealed, values))
 }
 

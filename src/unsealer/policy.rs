@@ -222,6 +222,7 @@ mod tests {
             }),
             type_: type_.map(str::to_string),
             immutable: None,
+            data: Default::default(),
         });
         s
     }
