@@ -259,7 +259,7 @@ fn title(text: &str) -> String {
     let mut prev_sep = true;
     text.chars()
         .map(|c| {
-            let sep = !(c.is_alphanumeric() || c == '_' || c == '\'');
+            let sep = !(c.is_alphanumeric() || c == '_');
             let out = if prev_sep && !sep {
                 c.to_uppercase().collect::<String>()
             } else {
