@@ -677,3 +677,45 @@ async fn cut_values_are_read_whole_first() {
         Action::await_change()
     );
 }
+
+/// `prod/db` whose `dsn` key is a template over its sealed values.
+fn sealed_with_template(to: &Recipient, template: &str) -> SealedSecret {
+    let mut sealed = sealed_db(to);
+    let t = sealed.spec.template.get_or_insert_default();
+    t.data.insert("dsn".into(), template.into());
+    sealed
+}
+
+#[tokio::test]
+async fn template_data_is_rendered_into_the_secret() {
+    let mut f = Fixture::new();
+    let sealed = f.cache_sealed(&sealed_with_template(
+        &f.recipient,
+        "postgres://app:{{ .password | urlquery }}@db:5432/app",
+    ));
+    let scenario = play(f.server, |mut server| async move {
+        let (seen, reply) = expect(&mut server, "POST", SECRETS_PATH).await;
+        let want = format!("postgres://app:{SECRET}@db:5432/app");
+        assert_eq!(
+            seen.body["data"],
+            json!({"password": b64(SECRET.as_bytes()), "dsn": b64(want.as_bytes())})
+        );
+        answer(reply, 201, &stored(seen.body, "secret-uid-1", "200"));
+        server
+    });
+    let (result, server) = reconcile_served(scenario, sealed, &f.ctx).await;
+    f.server = server;
+    assert_eq!(result.expect("reconciled"), Action::await_change());
+}
+
+#[tokio::test]
+async fn forbidden_template_function_fails_without_a_request() {
+    let mut f = Fixture::new();
+    let sealed = f.cache_sealed(&sealed_with_template(&f.recipient, "{{ env \"HOME\" }}"));
+    let message = assert_err(run(sealed, &f.ctx).await, Reason::InvalidSpec);
+    assert!(
+        message.contains("spec.template.data.dsn: function \"env\" is not available"),
+        "{message}"
+    );
+    assert_quiet(&mut f.server).await;
+}

@@ -228,7 +228,7 @@ fn b32enc(input: &[u8]) -> String {
 
 fn b32dec(input: &str) -> Option<Vec<u8>> {
     let bytes = input.as_bytes();
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 8 * 5);
@@ -418,10 +418,8 @@ pub fn func_map() -> FuncMap {
         } else {
             (start.min(end), end)
         };
-        t.get(from as usize..to as usize).map_or_else(
-            || Err(fail("substr: cuts a multi-byte character")),
-            |x| s(x),
-        )
+        t.get(from as usize..to as usize)
+            .map_or_else(|| Err(fail("substr: cuts a multi-byte character")), s)
     });
     add("trunc", |a| {
         let (c, t) = (int("trunc", arg("trunc", a, 0, 2)?)?, strval(&a[1]));
@@ -435,7 +433,7 @@ pub fn func_map() -> FuncMap {
         } else {
             Some(t.as_str())
         };
-        part.map_or_else(|| Err(fail("trunc: cuts a multi-byte character")), |x| s(x))
+        part.map_or_else(|| Err(fail("trunc: cuts a multi-byte character")), s)
     });
     add("cat", |a| {
         s(a.iter()
