@@ -641,3 +641,88 @@ fn lease_durations_are_whole_seconds_of_at_least_two() {
         );
     }
 }
+
+/// `sealed` with `spec.template.data` set to `data`.
+fn with_template_data(sealed: &str, data: &[(&str, &str)]) -> String {
+    let mut doc = yaml_docs(sealed).remove(0);
+    let spec = doc["spec"].as_object_mut().unwrap();
+    let template = spec
+        .entry("template")
+        .or_insert_with(|| serde_json::json!({}));
+    template["data"] = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::from(*v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    gitseal::yaml::to_string(&doc).unwrap()
+}
+
+#[test]
+fn template_data_renders_offline_survives_merges_and_is_verified() {
+    use base64::Engine;
+    let b64 = |v: &Value| {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        String::from_utf8(bytes).unwrap()
+    };
+    let s = Scratch::new();
+    let sealed = with_template_data(
+        &s.seal(SECRET),
+        &[("dsn", "{{ .user }}:{{ .password | upper }}@db")],
+    );
+    s.write("s.yaml", &sealed);
+    let out = s.run(&["unseal", "s.yaml", "-i", "key.txt"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let secret = &yaml_docs(&out.stdout)[0];
+    let (user, password) = (
+        b64(&secret["data"]["user"]),
+        b64(&secret["data"]["password"]),
+    );
+    assert_eq!(
+        b64(&secret["data"]["dsn"]),
+        format!("{user}:{}@db", password.to_uppercase())
+    );
+    let check = |file: &str| s.run(&["verify", "-r", &s.public, file], None);
+    assert_eq!(check("s.yaml").code, 0, "{}", check("s.yaml").stdout);
+
+    // Sealing more keys into the file keeps the templates.
+    let out = s.run(
+        &[
+            "seal",
+            "-r",
+            &s.public,
+            "--merge-into",
+            "s.yaml",
+            "--from-literal",
+            "extra=x",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let merged = &yaml_docs(&s.read("s.yaml"))[0];
+    assert_eq!(
+        merged["spec"]["template"]["data"]["dsn"],
+        "{{ .user }}:{{ .password | upper }}@db"
+    );
+
+    // A forbidden function: verify names file, document and field offline; unseal refuses.
+    s.write(
+        "bad.yaml",
+        &with_template_data(&s.seal(SECRET), &[("dsn", "{{ env \"HOME\" }}")]),
+    );
+    let out = check("bad.yaml");
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("bad.yaml:")
+            && out
+                .stdout
+                .contains("spec.template.data.dsn: function \"env\" is not available"),
+        "{}",
+        out.stdout
+    );
+    let out = s.run(&["unseal", "bad.yaml", "-i", "key.txt"], None);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("function \"env\""), "{}", out.stderr);
+    assert!(!out.stdout.contains("data"), "{}", out.stdout);
+}
