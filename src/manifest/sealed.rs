@@ -76,3 +76,42 @@ pub fn parse_sealed(doc: &Document) -> Result<SealedSecret> {
 pub fn emit_sealed(objects: &[SealedSecret], format: Format) -> String {
     super::docs::emit_documents(objects, format)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What rewrites committed files (`reseal`, `seal --merge-into`) reads and writes keeps
+    /// `spec.template.data` as it was.
+    #[test]
+    fn rewriting_keeps_template_data() {
+        let text = r#"apiVersion: gitseal.dev/v1alpha1
+kind: SealedSecret
+metadata:
+  name: db
+  namespace: prod
+spec:
+  scope: strict
+  boundTo: prod/db
+  encryptedData: {}
+  envelopes: {}
+  template:
+    type: Opaque
+    data:
+      dsn: 'postgres://{{ .user }}:{{ .password }}@db'
+      auth: '{{- printf "%s:%s" .user .password | b64enc -}}'
+"#;
+        let docs = crate::manifest::parse_documents("s.yaml", text).unwrap();
+        let sealed = parse_sealed(&docs[0]).unwrap();
+        let data = &sealed.spec.template.as_ref().unwrap().data;
+        assert_eq!(data.len(), 2);
+        let out = emit_sealed(std::slice::from_ref(&sealed), Format::Yaml);
+        let again =
+            parse_sealed(&crate::manifest::parse_documents("s.yaml", &out).unwrap()[0]).unwrap();
+        assert_eq!(again.spec, sealed.spec, "{out}");
+        assert!(
+            out.contains("postgres://{{ .user }}:{{ .password }}@db"),
+            "{out}"
+        );
+    }
+}
