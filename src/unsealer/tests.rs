@@ -273,3 +273,52 @@ fn rewraps_go_to_the_active_key_only_and_are_kept_in_status() {
     assert!(u.rewraps(&sealed, None).is_empty());
     let _ = old_id;
 }
+
+#[test]
+fn template_data_is_rendered_and_a_changed_template_is_out_of_sync() {
+    let key = Identity::generate();
+    let mut sealed = sealed_with(SECRET, &key);
+    let with = |sealed: &mut SealedSecret, t: &str| {
+        let tmpl = sealed.spec.template.get_or_insert_default();
+        tmpl.data.insert("dsn".into(), t.into());
+    };
+    with(&mut sealed, "{{ .user }}:{{ .password }}");
+    let (result, _) = unseal(&sealed, &[&key], Some(&policy()));
+    let first = result.unwrap();
+    assert_eq!(first.data.as_ref().unwrap()["dsn"].0, b"admin:hunter2");
+    // The view of the Secret written with the first rendering.
+    let mut have = first.clone();
+    super::secret::mark(&mut have, &sealed);
+    let actual = ManagedSecret::of(&have);
+    assert_eq!(
+        plan(
+            &sealed,
+            &have,
+            &data_digest(have.data.as_ref()),
+            Some(&actual)
+        ),
+        Ok(Write::Nothing)
+    );
+    // The same values, another template: the digest differs, so the Secret is rewritten.
+    with(&mut sealed, "{{ .user }}@{{ .password }}");
+    let (result, _) = unseal(&sealed, &[&key], Some(&policy()));
+    let mut want = result.unwrap();
+    super::secret::mark(&mut want, &sealed);
+    assert!(matches!(
+        plan(
+            &sealed,
+            &want,
+            &data_digest(want.data.as_ref()),
+            Some(&actual)
+        ),
+        Ok(Write::Apply { .. })
+    ));
+    // A forbidden function: InvalidSpec naming it, with or without the policy.
+    with(&mut sealed, "{{ env \"HOME\" }}");
+    for policy in [Some(policy()), None] {
+        let f = fails(&sealed, &[&key], policy.as_ref());
+        assert_eq!(f.reason, Reason::InvalidSpec);
+        assert_eq!(f.field, "spec.template.data.dsn");
+        assert!(f.text.contains("function \"env\""), "{}", f.text);
+    }
+}
