@@ -634,3 +634,49 @@ async fn status_fields_no_longer_set_are_removed_even_where_an_older_version_wro
     assert!(st.key_ids.is_empty(), "{:?}", st.key_ids);
     assert!(st.rewrapped_envelopes.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn template_data_is_rendered_and_forbidden_functions_are_refused() {
+    let env = Env::start().await;
+    let ctl = env.controller("a").await;
+    let ns = env.namespace().await;
+    let keyring = env.keyring().await;
+    let with_template = |name: &str, key: &str, template: &str| {
+        let mut sealed = seal_to(
+            &keyring,
+            &ns,
+            name,
+            &[("password", "tmpl-pass-plain"), ("user", "tmpl-user-plain")],
+            "strict",
+        );
+        let t = sealed.spec.template.get_or_insert_default();
+        t.data.insert(key.into(), template.into());
+        sealed
+    };
+    let good = with_template(
+        "db",
+        "dsn",
+        "postgres://{{ .user }}:{{ .password }}@db:5432/app",
+    );
+    env.apply_sealed(&ns, &good).await;
+    let bad = with_template("bad", "dsn", "{{ env \"HOME\" }}");
+    env.apply_sealed(&ns, &bad).await;
+
+    let secret = env.wait_secret(&ns, "db").await;
+    assert_eq!(
+        data(&secret, "dsn"),
+        "postgres://tmpl-user-plain:tmpl-pass-plain@db:5432/app"
+    );
+    assert_eq!(data(&secret, "password"), "tmpl-pass-plain");
+    env.wait_ready(&ns, "db", "True").await;
+    let ss = env.wait_ready(&ns, "bad", "False").await;
+    let (reason, msg) = ready_of(&ss);
+    assert_eq!(reason, "InvalidSpec");
+    assert!(
+        msg.contains("spec.template.data.dsn: function \"env\" is not available"),
+        "{msg}"
+    );
+    assert!(env.secrets(&ns).get_opt("bad").await.unwrap().is_none());
+    ctl.assert_no_plain_text(&env, &ns, &["tmpl-pass-plain", "tmpl-user-plain"])
+        .await;
+}
