@@ -111,6 +111,18 @@ fn s(v: impl Into<String>) -> R {
     Ok(Value::String(Arc::from(v)))
 }
 
+/// A string parameter: like Go's text/template, anything else (a number, a missing key) is an
+/// error, not converted. The error names the function, never the value.
+fn text(name: &str, v: &Value) -> Result<String, TemplateError> {
+    match v {
+        Value::String(s) => Ok(s.to_string()),
+        other => Err(fail(format!(
+            "{name}: expected a string argument, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
 /// sprig's `strval`: strings as they are, nil as `<nil>`, the rest as `%v` prints them.
 fn strval(v: &Value) -> String {
     match v {
@@ -133,9 +145,10 @@ fn int(name: &str, v: &Value) -> Result<i64, TemplateError> {
     match v {
         Value::Int(i) => Ok(*i),
         Value::Uint(u) => i64::try_from(*u).map_err(|_| fail(format!("{name}: count too large"))),
-        Value::Float(f) => Ok(*f as i64),
-        Value::String(s) => Ok(s.trim().parse().unwrap_or(0)),
-        _ => Ok(0),
+        other => Err(fail(format!(
+            "{name}: expected an integer argument, got {}",
+            other.type_name()
+        ))),
     }
 }
 
@@ -312,54 +325,60 @@ pub fn func_map() -> FuncMap {
         m.insert(name.to_string(), Arc::new(f));
     };
     add("b64enc", |a| {
-        s(STANDARD.encode(strval(arg("b64enc", a, 0, 1)?)))
+        s(STANDARD.encode(text("b64enc", arg("b64enc", a, 0, 1)?)?))
     });
     add("b64dec", |a| {
-        match STANDARD.decode(strval(arg("b64dec", a, 0, 1)?)) {
+        match STANDARD.decode(text("b64dec", arg("b64dec", a, 0, 1)?)?) {
             Ok(b) => s(String::from_utf8_lossy(&b).into_owned()),
             // sprig returns the decoder's error text as the result.
             Err(e) => s(go_b64_error(&e)),
         }
     });
     add("b32enc", |a| {
-        s(b32enc(strval(arg("b32enc", a, 0, 1)?).as_bytes()))
+        s(b32enc(text("b32enc", arg("b32enc", a, 0, 1)?)?.as_bytes()))
     });
     add("b32dec", |a| {
-        let text = strval(arg("b32dec", a, 0, 1)?);
+        let text = text("b32dec", arg("b32dec", a, 0, 1)?)?;
         match b32dec(&text) {
             Some(b) => s(String::from_utf8_lossy(&b).into_owned()),
             None => s("illegal base32 data"),
         }
     });
-    add(
-        "upper",
-        |a| s(strval(arg("upper", a, 0, 1)?).to_uppercase()),
-    );
-    add(
-        "lower",
-        |a| s(strval(arg("lower", a, 0, 1)?).to_lowercase()),
-    );
-    add("title", |a| s(title(&strval(arg("title", a, 0, 1)?))));
-    add("trim", |a| s(strval(arg("trim", a, 0, 1)?).trim()));
+    add("upper", |a| {
+        s(text("upper", arg("upper", a, 0, 1)?)?.to_uppercase())
+    });
+    add("lower", |a| {
+        s(text("lower", arg("lower", a, 0, 1)?)?.to_lowercase())
+    });
+    add("title", |a| {
+        s(title(&text("title", arg("title", a, 0, 1)?)?))
+    });
+    add("trim", |a| s(text("trim", arg("trim", a, 0, 1)?)?.trim()));
     add("nospace", |a| {
-        s(strval(arg("nospace", a, 0, 1)?)
+        s(text("nospace", arg("nospace", a, 0, 1)?)?
             .chars()
             .filter(|c| !c.is_whitespace())
             .collect::<String>())
     });
     add("trimPrefix", |a| {
-        let (p, t) = (strval(arg("trimPrefix", a, 0, 2)?), strval(&a[1]));
+        let (p, t) = (
+            text("trimPrefix", arg("trimPrefix", a, 0, 2)?)?,
+            text("trimPrefix", &a[1])?,
+        );
         s(t.strip_prefix(p.as_str()).unwrap_or(&t))
     });
     add("trimSuffix", |a| {
-        let (p, t) = (strval(arg("trimSuffix", a, 0, 2)?), strval(&a[1]));
+        let (p, t) = (
+            text("trimSuffix", arg("trimSuffix", a, 0, 2)?)?,
+            text("trimSuffix", &a[1])?,
+        );
         s(t.strip_suffix(p.as_str()).unwrap_or(&t))
     });
     add("replace", |a| {
         let (old, new, t) = (
-            strval(arg("replace", a, 0, 3)?),
-            strval(&a[1]),
-            strval(&a[2]),
+            text("replace", arg("replace", a, 0, 3)?)?,
+            text("replace", &a[1])?,
+            text("replace", &a[2])?,
         );
         let count = if old.is_empty() {
             t.chars().count() + 1
@@ -378,36 +397,54 @@ pub fn func_map() -> FuncMap {
         s(t.replace(old.as_str(), &new))
     });
     add("contains", |a| {
-        let (sub, t) = (strval(arg("contains", a, 0, 2)?), strval(&a[1]));
+        let (sub, t) = (
+            text("contains", arg("contains", a, 0, 2)?)?,
+            text("contains", &a[1])?,
+        );
         Ok(Value::Bool(t.contains(sub.as_str())))
     });
     add("hasPrefix", |a| {
-        let (p, t) = (strval(arg("hasPrefix", a, 0, 2)?), strval(&a[1]));
+        let (p, t) = (
+            text("hasPrefix", arg("hasPrefix", a, 0, 2)?)?,
+            text("hasPrefix", &a[1])?,
+        );
         Ok(Value::Bool(t.starts_with(p.as_str())))
     });
     add("hasSuffix", |a| {
-        let (p, t) = (strval(arg("hasSuffix", a, 0, 2)?), strval(&a[1]));
+        let (p, t) = (
+            text("hasSuffix", arg("hasSuffix", a, 0, 2)?)?,
+            text("hasSuffix", &a[1])?,
+        );
         Ok(Value::Bool(t.ends_with(p.as_str())))
     });
     add("repeat", |a| {
-        let (n, t) = (int("repeat", arg("repeat", a, 0, 2)?)?, strval(&a[1]));
+        let (n, t) = (
+            int("repeat", arg("repeat", a, 0, 2)?)?,
+            text("repeat", &a[1])?,
+        );
         let n = usize::try_from(n).map_err(|_| fail("repeat: negative count"))?;
         checked_len("repeat", n, t.len())?;
         s(t.repeat(n))
     });
     add("indent", |a| {
-        let (n, t) = (int("indent", arg("indent", a, 0, 2)?)?, strval(&a[1]));
+        let (n, t) = (
+            int("indent", arg("indent", a, 0, 2)?)?,
+            text("indent", &a[1])?,
+        );
         s(indent(n, &t)?)
     });
     add("nindent", |a| {
-        let (n, t) = (int("nindent", arg("nindent", a, 0, 2)?)?, strval(&a[1]));
+        let (n, t) = (
+            int("nindent", arg("nindent", a, 0, 2)?)?,
+            text("nindent", &a[1])?,
+        );
         s(format!("\n{}", indent(n, &t)?))
     });
     add("substr", |a| {
         let (start, end, t) = (
             int("substr", arg("substr", a, 0, 3)?)?,
             int("substr", &a[1])?,
-            strval(&a[2]),
+            text("substr", &a[2])?,
         );
         // sprig's substring works on bytes; Go strings may be cut mid-rune, ours may not.
         let len = t.len() as i64;
@@ -422,7 +459,7 @@ pub fn func_map() -> FuncMap {
             .map_or_else(|| Err(fail("substr: cuts a multi-byte character")), s)
     });
     add("trunc", |a| {
-        let (c, t) = (int("trunc", arg("trunc", a, 0, 2)?)?, strval(&a[1]));
+        let (c, t) = (int("trunc", arg("trunc", a, 0, 2)?)?, text("trunc", &a[1])?);
         let len = t.len() as i64;
         let part = if c < 0 && len + c > 0 {
             t.get((len + c) as usize..)
@@ -478,19 +515,19 @@ pub fn func_map() -> FuncMap {
             .unwrap_or(Value::Nil))
     });
     add("join", |a| {
-        let (sep, v) = (strval(arg("join", a, 0, 2)?), &a[1]);
+        let (sep, v) = (text("join", arg("join", a, 0, 2)?)?, &a[1]);
         s(strslice(v).join(&sep))
     });
     add("sha256sum", |a| {
         use sha2::Digest;
         s(hex(&sha2::Sha256::digest(
-            strval(arg("sha256sum", a, 0, 1)?).as_bytes(),
+            text("sha256sum", arg("sha256sum", a, 0, 1)?)?.as_bytes(),
         )))
     });
     add("sha1sum", |a| {
         use sha1::Digest;
         s(hex(&sha1::Sha1::digest(
-            strval(arg("sha1sum", a, 0, 1)?).as_bytes(),
+            text("sha1sum", arg("sha1sum", a, 0, 1)?)?.as_bytes(),
         )))
     });
     add("toJson", |a| {
@@ -518,7 +555,7 @@ pub fn func_map() -> FuncMap {
         Ok(Value::Map(Arc::new(d)))
     });
     add("get", |a| {
-        let (d, k) = (arg("get", a, 0, 2)?, strval(&a[1]));
+        let (d, k) = (arg("get", a, 0, 2)?, text("get", &a[1])?);
         Ok(match d {
             Value::Map(m) => m
                 .get(k.as_str())
@@ -528,7 +565,7 @@ pub fn func_map() -> FuncMap {
         })
     });
     add("hasKey", |a| {
-        let (d, k) = (arg("hasKey", a, 0, 2)?, strval(&a[1]));
+        let (d, k) = (arg("hasKey", a, 0, 2)?, text("hasKey", &a[1])?);
         Ok(Value::Bool(
             matches!(d, Value::Map(m) if m.contains_key(k.as_str())),
         ))

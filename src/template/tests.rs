@@ -160,3 +160,22 @@ fn binary_values_are_refused_for_templates_only() {
     assert!(render(&t, v.clone()).is_err());
     assert!(render(&Map::new(), v).is_ok());
 }
+
+#[test]
+fn string_parameters_refuse_other_values_as_go_does() {
+    // Go: `invalid value; expected string` and `expected string; found 3`.
+    for t in [
+        "{{ upper .missing }}",
+        "{{ upper 3 }}",
+        "{{ repeat \"3\" .a }}",
+    ] {
+        let e = one(t, &[("a", "s3cr3t")]).unwrap_err();
+        assert!(e.message.contains("expected"), "{t}: {}", e.message);
+        assert!(!e.message.contains("s3cr3t"), "{}", e.message);
+    }
+    // interface{} parameters take anything, as sprig's do.
+    assert_eq!(
+        one("{{ toString .missing }}|{{ quote 3 }}", &[]).unwrap(),
+        "<nil>|\"3\""
+    );
+}
