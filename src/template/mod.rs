@@ -38,23 +38,25 @@ pub use funcs::{FORBIDDEN, SUPPORTED};
 /// Most `range` iterations of one template execution.
 pub const MAX_RANGE_ITERS: u64 = 100_000;
 
-/// What is wrong with the template of one key: the key and the problem, never a value.
+/// What is wrong with a template (or a value it renders over): the field at fault and the
+/// problem, never a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TemplateProblem {
-    pub key: String,
+    field: String,
     pub message: String,
 }
 
 impl TemplateProblem {
-    /// The field of the SealedSecret at fault.
+    /// The field of the SealedSecret at fault: `spec.template.data.<key>`, or
+    /// `spec.encryptedData.<key>` for a value templates cannot render over.
     pub fn field(&self) -> String {
-        format!("spec.template.data.{}", self.key)
+        self.field.clone()
     }
 }
 
 fn problem(key: &str, message: impl Into<String>) -> TemplateProblem {
     TemplateProblem {
-        key: key.to_string(),
+        field: format!("spec.template.data.{key}"),
         message: message.into(),
     }
 }
@@ -215,13 +217,11 @@ pub fn render(
     // Go's map[string]string context. Values must be text: gotmpl strings are UTF-8.
     let mut context: BTreeMap<Arc<str>, Value> = BTreeMap::new();
     for (k, v) in &values {
-        let text = std::str::from_utf8(v.expose()).map_err(|_| {
-            problem(
-                templates.keys().next().map_or("", String::as_str),
-                format!(
-                    "the value of key {k:?} is not UTF-8 text; templates render over text values only"
-                ),
-            )
+        let text = std::str::from_utf8(v.expose()).map_err(|_| TemplateProblem {
+            field: format!("spec.encryptedData.{k}"),
+            message:
+                "value is not UTF-8 text, and spec.template.data renders over text values only"
+                    .into(),
         })?;
         context.insert(Arc::from(k.as_str()), Value::String(Arc::from(text)));
     }
