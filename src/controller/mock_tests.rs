@@ -59,6 +59,7 @@ fn context(
         concurrency: 4,
         policy: policy::Policy::new(OWN_NS, &policy::PolicyFlags::default())
             .expect("default policy"),
+        take_over: crate::unsealer::TakeOver::default(),
     };
     let stores = Stores {
         secrets: vec![secrets],
