@@ -12,9 +12,9 @@
 //! Bitnami's controller, restarted after the takeover, leaves the Secrets alone; Bitnami's
 //! rendering of `spec.template.data` equals gitseal's.
 
-mod ctrltool;
 #[path = "support/bitnami.rs"]
 mod bitnami;
+mod ctrltool;
 
 use ctrltool::*;
 use futures::StreamExt;
@@ -22,9 +22,9 @@ use gitseal::api::SealedSecret;
 use gitseal::manifest::KeyringFile;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,7 +55,10 @@ fn plains() -> Vec<Plain> {
             let templated = i % 25 == 0;
             let mut values = vec![
                 ("user".to_string(), format!("user-{i}")),
-                ("password".to_string(), format!("pw-{i}-plain-{:08x}", rand_u32())),
+                (
+                    "password".to_string(),
+                    format!("pw-{i}-plain-{:08x}", rand_u32()),
+                ),
             ];
             if templated {
                 values.push(("host".into(), format!("db-{i}.example")));
@@ -88,7 +91,12 @@ fn secret_manifest(ns: &str, p: &Plain) -> String {
 
 /// The Bitnami SealedSecret of `p`: `kubeseal --cert`, then the template data (the template
 /// is not encrypted, as in a file one edits after sealing).
-fn bitnami_sealed(kubeseal: &std::path::Path, cert: &std::path::Path, ns: &str, p: &Plain) -> serde_json::Value {
+fn bitnami_sealed(
+    kubeseal: &std::path::Path,
+    cert: &std::path::Path,
+    ns: &str,
+    p: &Plain,
+) -> serde_json::Value {
     let mut obj = bitnami::kubeseal(kubeseal, cert, &secret_manifest(ns, p));
     if p.templated {
         obj["spec"]["template"]["data"] = TEMPLATES
@@ -159,7 +167,7 @@ fn watch_secrets(
             let Ok(event) = event else { continue };
             let mut s = record.lock().unwrap();
             s.events += 1;
-            let mut look = |secret: &Secret, s: &mut Seen| {
+            let look = |secret: &Secret, s: &mut Seen| {
                 let name = secret.name_any();
                 if !names.contains(&name) {
                     return;
@@ -260,34 +268,54 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
         started.elapsed()
     );
     let secrets = env.secrets(&ns);
-    let by_bitnami: HashMap<String, Secret> = bitnami::wait(LIMIT, "Bitnami unsealed all", || async {
-        let list = secrets.list(&ListParams::default()).await.ok()?.items;
-        let made: HashMap<String, Secret> = list
-            .into_iter()
-            .filter(|s| controller_of(s).is_some_and(|(api, kind, ..)| api == "bitnami.com/v1alpha1" && kind == "SealedSecret"))
-            .map(|s| (s.name_any(), s))
-            .collect();
-        (made.len() == COUNT + 1).then_some(made)
-    })
-    .await;
-    eprintln!("Bitnami unsealed {} Secrets after {:?}", COUNT + 1, started.elapsed());
+    let by_bitnami: HashMap<String, Secret> =
+        bitnami::wait(LIMIT, "Bitnami unsealed all", || async {
+            let list = secrets.list(&ListParams::default()).await.ok()?.items;
+            let made: HashMap<String, Secret> = list
+                .into_iter()
+                .filter(|s| {
+                    controller_of(s).is_some_and(|(api, kind, ..)| {
+                        api == "bitnami.com/v1alpha1" && kind == "SealedSecret"
+                    })
+                })
+                .map(|s| (s.name_any(), s))
+                .collect();
+            (made.len() == COUNT + 1).then_some(made)
+        })
+        .await;
+    eprintln!(
+        "Bitnami unsealed {} Secrets after {:?}",
+        COUNT + 1,
+        started.elapsed()
+    );
     for p in &plains {
         let data = by_bitnami[&p.name].data.clone().unwrap();
         for (k, v) in &p.values {
             assert_eq!(&text(&data, k), v, "{} {k}", p.name);
         }
         if p.templated {
-            let v: HashMap<&str, &str> =
-                p.values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let v: HashMap<&str, &str> = p
+                .values
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             use base64::Engine as _;
             let want = [
                 ("dsn", format!("{}:{}", v["user"], v["password"])),
-                ("b64", base64::engine::general_purpose::STANDARD.encode(v["a-b"])),
+                (
+                    "b64",
+                    base64::engine::general_purpose::STANDARD.encode(v["a-b"]),
+                ),
                 ("shout", v["password"].to_uppercase()),
                 ("addr", format!("{}@{}", v["user"], v["host"])),
             ];
             for (k, w) in want {
-                assert_eq!(text(&data, k), w, "Bitnami's rendering of {k} in {}", p.name);
+                assert_eq!(
+                    text(&data, k),
+                    w,
+                    "Bitnami's rendering of {k} in {}",
+                    p.name
+                );
             }
         }
     }
@@ -309,11 +337,13 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
         let ss = env.wait_ready(&ns, &plains[0].name, "False").await;
         let (reason, message) = ready_of(&ss);
         assert_eq!(reason, "SecretNotOwned", "{message}");
-        assert!(message.contains("--take-over-from sealed-secrets"), "{message}");
+        assert!(
+            message.contains("--take-over-from sealed-secrets"),
+            "{message}"
+        );
         let now = secrets.get(&plains[0].name).await.unwrap();
         assert_eq!(
-            now.metadata.resource_version,
-            by_bitnami[&plains[0].name].metadata.resource_version,
+            now.metadata.resource_version, by_bitnami[&plains[0].name].metadata.resource_version,
             "the Secret was written without the flag"
         );
         drop(plain_ctl);
@@ -333,11 +363,15 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
         env.apply_sealed(&ns, &gitseal_version(&ring, &ns, p)).await;
     }
     // A forbidden template function in the same flow: refused, naming it.
-    let mut forbidden = gitseal_version(&ring, &ns, &Plain {
-        name: "env-template".into(),
-        values: vec![("k".into(), "v".into())],
-        templated: false,
-    });
+    let mut forbidden = gitseal_version(
+        &ring,
+        &ns,
+        &Plain {
+            name: "env-template".into(),
+            values: vec![("k".into(), "v".into())],
+            templated: false,
+        },
+    );
     forbidden
         .spec
         .template
@@ -390,12 +424,16 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
         assert_eq!(owners[0].api_version, "gitseal.dev/v1alpha1");
         assert_eq!(Some(&owners[0].uid), uids.get(&name));
         assert!(
-            !s.annotations().keys().any(|k| k.starts_with("sealedsecrets.bitnami.com/")),
+            !s.annotations()
+                .keys()
+                .any(|k| k.starts_with("sealedsecrets.bitnami.com/")),
             "{name}: {:?}",
             s.annotations()
         );
         assert_eq!(
-            s.labels().get("app.kubernetes.io/managed-by").map(String::as_str),
+            s.labels()
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
             Some("gitseal")
         );
         assert_eq!(s.data, by_bitnami[&name].data, "{name}: data differ");
@@ -414,7 +452,9 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
     eprintln!("Bitnami on {probe} after the takeover: {events:?}");
     let canary_events = env.events_for(&ns, "canary").await;
     assert!(
-        !canary_events.iter().any(|e| e.starts_with("ErrUpdateFailed:")),
+        !canary_events
+            .iter()
+            .any(|e| e.starts_with("ErrUpdateFailed:")),
         "{canary_events:?}"
     );
 
@@ -433,17 +473,34 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
             .then_some(())
     })
     .await;
-    bitnami::wait(LIMIT, "the garbage collector deleted the canary's Secret", || async {
-        secrets.get_opt("canary").await.ok()?.is_none().then_some(())
-    })
+    bitnami::wait(
+        LIMIT,
+        "the garbage collector deleted the canary's Secret",
+        || async {
+            secrets
+                .get_opt("canary")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
     drop(bitnami_ctl);
     // A little longer for any late deletion, then the verdict.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let list = secrets.list(&ListParams::default()).await.unwrap().items;
-    let survivors = list.iter().filter(|s| names.contains(&s.name_any())).count();
+    let survivors = list
+        .iter()
+        .filter(|s| names.contains(&s.name_any()))
+        .count();
     assert_eq!(survivors, COUNT, "Secrets lost after the GC pass");
-    for s in gitseal_api.list(&ListParams::default()).await.unwrap().items {
+    for s in gitseal_api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
         if names.contains(&s.name_any()) {
             assert!(is_ready_now(&s), "{}: {:?}", s.name_any(), s.status);
         }
@@ -466,7 +523,11 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
         s.changed
     );
     assert!(s.deleted.is_empty(), "Secrets deleted: {:?}", s.deleted);
-    assert!(s.changed.is_empty(), "Secrets whose data changed: {:?}", s.changed);
+    assert!(
+        s.changed.is_empty(),
+        "Secrets whose data changed: {:?}",
+        s.changed
+    );
     assert_eq!(s.first.len(), COUNT);
     drop(ctl);
 }

@@ -369,7 +369,11 @@ pub struct ControllerArgs {
     pub take_over_from: Vec<TakeOverFrom>,
     /// Take over (see --take-over-from) only in this namespace (repeatable; default: every
     /// namespace the controller writes to).
-    #[arg(long = "take-over-namespace", value_name = "NS", requires = "take_over_from")]
+    #[arg(
+        long = "take-over-namespace",
+        value_name = "NS",
+        requires = "take_over_from"
+    )]
     pub take_over_namespaces: Vec<String>,
 }
 

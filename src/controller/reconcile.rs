@@ -353,8 +353,9 @@ async fn write(
                 resource_version,
                 from,
             } => {
+                // Planned only over an existing Secret: `existing` is that one.
                 let Some(actual) = existing.as_deref() else {
-                    unreachable!("a takeover is planned only over an existing Secret");
+                    continue;
                 };
                 let mut taking = take_over(want, actual, &from, resource_version);
                 let params = PostParams {

@@ -35,7 +35,7 @@ impl TakeOver {
     /// same namespace), and only when the operator switched it on for this namespace. Nothing
     /// else: not another kind or group, not another name, not a reference without
     /// `controller: true`.
-    pub fn from<'a>(
+    pub fn taken_from<'a>(
         &self,
         sealed: &SealedSecret,
         actual: &'a ManagedSecret,
@@ -44,7 +44,11 @@ impl TakeOver {
         let name = sealed.metadata.name.as_deref()?;
         if !self.sealed_secrets
             || (!self.namespaces.is_empty() && !self.namespaces.iter().any(|n| n == ns))
-            || actual.metadata.namespace.as_deref().is_some_and(|n| n != ns)
+            || actual
+                .metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|n| n != ns)
         {
             return None;
         }
@@ -97,7 +101,7 @@ pub fn plan(
         return Ok(Write::Create);
     };
     if !owned_by(&actual.metadata, sealed) && !adoptable(&actual.metadata) {
-        if let Some(owner) = take_over.from(sealed, actual) {
+        if let Some(owner) = take_over.taken_from(sealed, actual) {
             return Ok(Write::TakeOver {
                 resource_version: actual.metadata.resource_version.clone(),
                 from: owner.uid.clone(),
@@ -109,7 +113,7 @@ pub fn plan(
             sealed_secrets: true,
             namespaces: Vec::new(),
         };
-        let hint = if bitnami.from(sealed, actual).is_some() && take_over != &bitnami {
+        let hint = if bitnami.taken_from(sealed, actual).is_some() && !take_over.sealed_secrets {
             " (it is controlled by the Sealed Secrets SealedSecret of that name: an operator \
              may let gitseal take it over with `gitseal controller --take-over-from \
              sealed-secrets`, docs/takeover.md)"

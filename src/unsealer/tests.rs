@@ -168,24 +168,45 @@ fn plan_creates_leaves_applies_replaces_and_refuses() {
     let key = Identity::generate();
     let sealed = sealed_with(SECRET, &key);
     let (want, digest) = unsealed(&sealed, &key);
-    assert_eq!(plan(&sealed, &want, &digest, None, &TakeOver::default()), Ok(Write::Create));
+    assert_eq!(
+        plan(&sealed, &want, &digest, None, &TakeOver::default()),
+        Ok(Write::Create)
+    );
     let mut existing = ManagedSecret::of(&want);
     existing.metadata.resource_version = Some("7".into());
     existing.metadata.uid = Some("s-1".into());
     assert_eq!(
-        plan(&sealed, &want, &digest, Some(&existing), &TakeOver::default()),
+        plan(
+            &sealed,
+            &want,
+            &digest,
+            Some(&existing),
+            &TakeOver::default()
+        ),
         Ok(Write::Nothing)
     );
     existing.digest = [0; 32]; // edited
     assert_eq!(
-        plan(&sealed, &want, &digest, Some(&existing), &TakeOver::default()),
+        plan(
+            &sealed,
+            &want,
+            &digest,
+            Some(&existing),
+            &TakeOver::default()
+        ),
         Ok(Write::Apply {
             resource_version: Some("7".into())
         })
     );
     existing.immutable = Some(true);
     assert_eq!(
-        plan(&sealed, &want, &digest, Some(&existing), &TakeOver::default()),
+        plan(
+            &sealed,
+            &want,
+            &digest,
+            Some(&existing),
+            &TakeOver::default()
+        ),
         Ok(Write::Replace {
             uid: Some("s-1".into()),
             resource_version: Some("7".into())
@@ -193,12 +214,25 @@ fn plan_creates_leaves_applies_replaces_and_refuses() {
     );
     // Someone else's Secret: refused, unless its owner annotated it for adoption.
     existing.metadata.owner_references = None;
-    let f = plan(&sealed, &want, &digest, Some(&existing), &TakeOver::default()).unwrap_err();
+    let f = plan(
+        &sealed,
+        &want,
+        &digest,
+        Some(&existing),
+        &TakeOver::default(),
+    )
+    .unwrap_err();
     assert_eq!(f.reason, Reason::SecretNotOwned);
     assert!(f.text.contains("prod/db") && f.text.contains("gitseal.dev/adopt"));
     existing.metadata.annotations = Some([("gitseal.dev/adopt".into(), "true".into())].into());
     assert!(matches!(
-        plan(&sealed, &want, &digest, Some(&existing), &TakeOver::default()),
+        plan(
+            &sealed,
+            &want,
+            &digest,
+            Some(&existing),
+            &TakeOver::default()
+        ),
         Ok(Write::Replace { .. })
     ));
 }
@@ -362,9 +396,20 @@ fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator
         namespaces: Vec::new(),
     };
     // Flag off (the default): refused, with a hint for the operator, whatever the Secret says.
-    let f = plan(&sealed, &want, &digest, Some(&bitnami), &TakeOver::default()).unwrap_err();
+    let f = plan(
+        &sealed,
+        &want,
+        &digest,
+        Some(&bitnami),
+        &TakeOver::default(),
+    )
+    .unwrap_err();
     assert_eq!(f.reason, Reason::SecretNotOwned);
-    assert!(f.text.contains("--take-over-from sealed-secrets"), "{}", f.text);
+    assert!(
+        f.text.contains("--take-over-from sealed-secrets"),
+        "{}",
+        f.text
+    );
     // Flag on: one write at the judged resourceVersion, replacing the Bitnami reference.
     assert_eq!(
         plan(&sealed, &want, &digest, Some(&bitnami), &on),
@@ -389,13 +434,14 @@ fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator
         Ok(Write::TakeOver { .. })
     ));
     // With the flag on, nothing but that: another owner's Secret is refused.
-    let refused = |edit: &dyn Fn(&mut k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference)| {
-        let mut other = bitnami.clone();
-        edit(&mut other.metadata.owner_references.as_mut().unwrap()[0]);
-        let f = plan(&sealed, &want, &digest, Some(&other), &on).unwrap_err();
-        assert_eq!(f.reason, Reason::SecretNotOwned);
-        assert!(!f.text.contains("--take-over-from"), "{}", f.text);
-    };
+    let refused =
+        |edit: &dyn Fn(&mut k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference)| {
+            let mut other = bitnami.clone();
+            edit(&mut other.metadata.owner_references.as_mut().unwrap()[0]);
+            let f = plan(&sealed, &want, &digest, Some(&other), &on).unwrap_err();
+            assert_eq!(f.reason, Reason::SecretNotOwned);
+            assert!(!f.text.contains("--take-over-from"), "{}", f.text);
+        };
     refused(&|o| o.kind = "Deployment".into()); // another kind
     refused(&|o| o.api_version = "apps/v1".into());
     refused(&|o| o.api_version = "bitnami.com.evil.example/v1alpha1".into()); // another group
@@ -408,7 +454,9 @@ fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator
     let mut orphan = bitnami.clone();
     orphan.metadata.owner_references = None;
     assert_eq!(
-        plan(&sealed, &want, &digest, Some(&orphan), &on).unwrap_err().reason,
+        plan(&sealed, &want, &digest, Some(&orphan), &on)
+            .unwrap_err()
+            .reason,
         Reason::SecretNotOwned
     );
     // The template policy still comes first: a denied template never reaches the plan.

@@ -55,8 +55,9 @@ pub fn module_dir() -> PathBuf {
         .output()
         .expect("go env GOMODCACHE");
     let cache = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let gomod = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bitnami/go.mod"))
-        .expect("tests/bitnami/go.mod");
+    let gomod =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bitnami/go.mod"))
+            .expect("tests/bitnami/go.mod");
     let version = gomod
         .lines()
         .find_map(|l| {
@@ -84,15 +85,24 @@ pub async fn install_crd(client: &Client) {
     .await
     .expect("apply the bitnami.com CRD");
     let name = crd.name_any();
-    wait(Duration::from_secs(60), "the bitnami.com CRD established", || {
-        let api = api.clone();
-        let name = name.clone();
-        async move {
-            api.get(&name).await.ok()?.status?.conditions?.iter().any(|c| {
-                c.type_ == "Established" && c.status == "True"
-            }).then_some(())
-        }
-    })
+    wait(
+        Duration::from_secs(60),
+        "the bitnami.com CRD established",
+        || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                api.get(&name)
+                    .await
+                    .ok()?
+                    .status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            }
+        },
+    )
     .await;
 }
 
@@ -160,7 +170,10 @@ fn server_of(kubeconfig: &Path) -> (String, u16, Vec<u8>) {
     let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
     let cluster = kc.clusters[0].cluster.clone().expect("a cluster");
     let url: http::Uri = cluster.server.expect("server").parse().expect("server URL");
-    let ca = match (cluster.certificate_authority_data, cluster.certificate_authority) {
+    let ca = match (
+        cluster.certificate_authority_data,
+        cluster.certificate_authority,
+    ) {
         (Some(data), _) => {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD
