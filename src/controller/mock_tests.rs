@@ -571,6 +571,15 @@ fn bitnami_secret(owner: &str) -> Value {
     })
 }
 
+/// Serve a create of `prod/db` that finds one (409), then the read of `theirs` (version 41).
+async fn serve_existing(server: &mut Server, theirs: Value) {
+    let (_, reply) = expect(server, "POST", SECRETS_PATH).await;
+    let conflict = failure(409, "AlreadyExists", "secrets \"db\" already exists");
+    answer(reply, 409, &conflict);
+    let (_, reply) = expect(server, "GET", SECRET_PATH).await;
+    answer(reply, 200, &stored(theirs, "their-uid", "41"));
+}
+
 fn on() -> crate::unsealer::TakeOver {
     crate::unsealer::TakeOver {
         sealed_secrets: true,
@@ -583,11 +592,7 @@ async fn bitnami_secret_is_taken_over_in_one_update_at_its_version() {
     let mut f = Fixture::taking_over(on());
     let sealed = f.cache_sealed(&sealed_db(&f.recipient));
     let scenario = play(f.server, |mut server| async move {
-        let (_, reply) = expect(&mut server, "POST", SECRETS_PATH).await;
-        let conflict = failure(409, "AlreadyExists", "secrets \"db\" already exists");
-        answer(reply, 409, &conflict);
-        let (_, reply) = expect(&mut server, "GET", SECRET_PATH).await;
-        answer(reply, 200, &stored(bitnami_secret(NAME), "their-uid", "41"));
+        serve_existing(&mut server, bitnami_secret(NAME)).await;
         // One PUT: the judged version, the gitseal owner instead of Bitnami's, Bitnami's
         // annotation gone, everything else others set kept.
         let (seen, reply) = expect(&mut server, "PUT", SECRET_PATH).await;
@@ -621,15 +626,7 @@ async fn bitnami_secret_is_not_taken_without_the_flag_or_of_another_name() {
         let sealed = f.cache_sealed(&sealed_db(&f.recipient));
         let owner = owner.to_string();
         let scenario = play(f.server, |mut server| async move {
-            let (_, reply) = expect(&mut server, "POST", SECRETS_PATH).await;
-            let conflict = failure(409, "AlreadyExists", "secrets \"db\" already exists");
-            answer(reply, 409, &conflict);
-            let (_, reply) = expect(&mut server, "GET", SECRET_PATH).await;
-            answer(
-                reply,
-                200,
-                &stored(bitnami_secret(&owner), "their-uid", "41"),
-            );
+            serve_existing(&mut server, bitnami_secret(&owner)).await;
             server
         });
         // Nothing written: assert_quiet after the GET.

@@ -395,15 +395,10 @@ fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator
         sealed_secrets: true,
         namespaces: Vec::new(),
     };
+    let judge =
+        |existing: &ManagedSecret, t: &TakeOver| plan(&sealed, &want, &digest, Some(existing), t);
     // Flag off (the default): refused, with a hint for the operator, whatever the Secret says.
-    let f = plan(
-        &sealed,
-        &want,
-        &digest,
-        Some(&bitnami),
-        &TakeOver::default(),
-    )
-    .unwrap_err();
+    let f = judge(&bitnami, &TakeOver::default()).unwrap_err();
     assert_eq!(f.reason, Reason::SecretNotOwned);
     assert!(
         f.text.contains("--take-over-from sealed-secrets"),
@@ -412,7 +407,7 @@ fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator
     );
     // Flag on: one write at the judged resourceVersion, replacing the Bitnami reference.
     assert_eq!(
-        plan(&sealed, &want, &digest, Some(&bitnami), &on),
+        judge(&bitnami, &on),
         Ok(Write::TakeOver {
             resource_version: Some("41".into()),
             from: "bitnami-uid".into(),
@@ -423,14 +418,14 @@ fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator
         sealed_secrets: true,
         namespaces: vec!["staging".into()],
     };
-    let narrowed = plan(&sealed, &want, &digest, Some(&bitnami), &elsewhere).unwrap_err();
+    let narrowed = judge(&bitnami, &elsewhere).unwrap_err();
     assert_eq!(narrowed.reason, Reason::SecretNotOwned);
     let only_prod = TakeOver {
         sealed_secrets: true,
         namespaces: vec!["prod".into()],
     };
     assert!(matches!(
-        plan(&sealed, &want, &digest, Some(&bitnami), &only_prod),
+        judge(&bitnami, &only_prod),
         Ok(Write::TakeOver { .. })
     ));
     // With the flag on, nothing but that: another owner's Secret is refused.
@@ -438,7 +433,7 @@ fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator
         |edit: &dyn Fn(&mut k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference)| {
             let mut other = bitnami.clone();
             edit(&mut other.metadata.owner_references.as_mut().unwrap()[0]);
-            let f = plan(&sealed, &want, &digest, Some(&other), &on).unwrap_err();
+            let f = judge(&other, &on).unwrap_err();
             assert_eq!(f.reason, Reason::SecretNotOwned);
             assert!(!f.text.contains("--take-over-from"), "{}", f.text);
         };
@@ -454,9 +449,7 @@ fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator
     let mut orphan = bitnami.clone();
     orphan.metadata.owner_references = None;
     assert_eq!(
-        plan(&sealed, &want, &digest, Some(&orphan), &on)
-            .unwrap_err()
-            .reason,
+        judge(&orphan, &on).unwrap_err().reason,
         Reason::SecretNotOwned
     );
     // The template policy still comes first: a denied template never reaches the plan.
@@ -468,8 +461,5 @@ fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator
     // Once taken over, the Secret is the SealedSecret's own: applied as usual.
     let mut taken = ManagedSecret::of(&want);
     taken.metadata.resource_version = Some("42".into());
-    assert_eq!(
-        plan(&sealed, &want, &digest, Some(&taken), &on),
-        Ok(Write::Nothing)
-    );
+    assert_eq!(judge(&taken, &on), Ok(Write::Nothing));
 }
