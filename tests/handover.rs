@@ -8,6 +8,7 @@
 //! Bitnami controller stopped. A watch on the namespace's Secrets runs the whole time: no
 //! Secret is ever deleted, no Secret's data ever changes; at the end every Secret is
 //! controlled by its gitseal SealedSecret, Ready=True, and survives a garbage-collection pass.
+//! The gitseal controller that takes over runs with the shipped RBAC only (deploy/rbac.yaml).
 //! Without the flag the gitseal SealedSecret gets SecretNotOwned and the Secret is untouched;
 //! Bitnami's controller, restarted after the takeover, leaves the Secrets alone; Bitnami's
 //! rendering of `spec.template.data` equals gitseal's.
@@ -351,7 +352,10 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
     };
 
     // gitseal with the flag: every Secret taken over in place.
-    let flagged = client_for(&env.kubeconfig).await;
+    // As the shipped RBAC (deploy/rbac.yaml) allows, nothing more: the takeover is an update.
+    apply_deploy_file(&env.client, "serviceaccount.yaml").await;
+    apply_deploy_file(&env.client, "rbac.yaml").await;
+    let flagged = client_as(&env, SYSTEM_NS, "gitseal-controller").await;
     let ctl = env
         .controller_custom("take-over", flagged, |c| {
             c.take_over.sealed_secrets = true;
