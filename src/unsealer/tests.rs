@@ -168,45 +168,24 @@ fn plan_creates_leaves_applies_replaces_and_refuses() {
     let key = Identity::generate();
     let sealed = sealed_with(SECRET, &key);
     let (want, digest) = unsealed(&sealed, &key);
-    assert_eq!(
-        plan(&sealed, &want, &digest, None, &TakeOver::default()),
-        Ok(Write::Create)
-    );
+    let judge = |existing: Option<&ManagedSecret>| {
+        plan(&sealed, &want, &digest, existing, &TakeOver::default())
+    };
+    assert_eq!(judge(None), Ok(Write::Create));
     let mut existing = ManagedSecret::of(&want);
     existing.metadata.resource_version = Some("7".into());
     existing.metadata.uid = Some("s-1".into());
-    assert_eq!(
-        plan(
-            &sealed,
-            &want,
-            &digest,
-            Some(&existing),
-            &TakeOver::default()
-        ),
-        Ok(Write::Nothing)
-    );
+    assert_eq!(judge(Some(&existing)), Ok(Write::Nothing));
     existing.digest = [0; 32]; // edited
     assert_eq!(
-        plan(
-            &sealed,
-            &want,
-            &digest,
-            Some(&existing),
-            &TakeOver::default()
-        ),
+        judge(Some(&existing)),
         Ok(Write::Apply {
             resource_version: Some("7".into())
         })
     );
     existing.immutable = Some(true);
     assert_eq!(
-        plan(
-            &sealed,
-            &want,
-            &digest,
-            Some(&existing),
-            &TakeOver::default()
-        ),
+        judge(Some(&existing)),
         Ok(Write::Replace {
             uid: Some("s-1".into()),
             resource_version: Some("7".into())
@@ -214,27 +193,11 @@ fn plan_creates_leaves_applies_replaces_and_refuses() {
     );
     // Someone else's Secret: refused, unless its owner annotated it for adoption.
     existing.metadata.owner_references = None;
-    let f = plan(
-        &sealed,
-        &want,
-        &digest,
-        Some(&existing),
-        &TakeOver::default(),
-    )
-    .unwrap_err();
+    let f = judge(Some(&existing)).unwrap_err();
     assert_eq!(f.reason, Reason::SecretNotOwned);
     assert!(f.text.contains("prod/db") && f.text.contains("gitseal.dev/adopt"));
     existing.metadata.annotations = Some([("gitseal.dev/adopt".into(), "true".into())].into());
-    assert!(matches!(
-        plan(
-            &sealed,
-            &want,
-            &digest,
-            Some(&existing),
-            &TakeOver::default()
-        ),
-        Ok(Write::Replace { .. })
-    ));
+    assert!(matches!(judge(Some(&existing)), Ok(Write::Replace { .. })));
 }
 
 #[test]
