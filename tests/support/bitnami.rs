@@ -259,7 +259,20 @@ mount -t tmpfs -o mode=0755,size=1m gitseal-bitnami /run
 mkdir -p /run/secrets/kubernetes.io/serviceaccount
 cp "$SA_DIR"/token "$SA_DIR"/ca.crt "$SA_DIR"/namespace /run/secrets/kubernetes.io/serviceaccount/
 exec "$@""#;
-        let child = Command::new("unshare")
+        let mut command = Command::new("unshare");
+        // Killed with this test process however it ends (the signal survives the execs of
+        // unshare and sh into the controller).
+        // SAFETY: the closure runs between fork and exec and only makes one system call.
+        unsafe {
+            use std::os::unix::process::CommandExt as _;
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
+        let child = command
             .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
             .arg(&bin)
             .arg(format!("--listen-addr={addr}"))
