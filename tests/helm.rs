@@ -210,6 +210,8 @@ fn all_features_values_render_every_object_and_flag() {
         "--deny-template-key=example.com/",
         "--allow-namespace=kube-public",
         "--deny-namespace=legacy",
+        "--take-over-from=sealed-secrets",
+        "--take-over-namespace=apps",
     ] {
         assert!(
             args.contains(&flag.to_string()),

@@ -12,6 +12,9 @@ pub enum Reason {
     Unsealed,
     /// Someone edited or deleted the Secret; it was restored (Event only).
     DriftRepaired,
+    /// The Secret was another controller's (Bitnami Sealed Secrets) and was taken over,
+    /// as the operator allowed with `--take-over-from` (Event only).
+    TakenOver,
     /// The spec is malformed or over a limit (values, envelopes, scope, binding fields).
     InvalidSpec,
     /// No trusted private key of this cluster opens the object's envelopes.
@@ -48,9 +51,10 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Unsealed,
         Reason::DriftRepaired,
+        Reason::TakenOver,
         Reason::InvalidSpec,
         Reason::KeyNotFound,
         Reason::BindingMismatch,
@@ -72,6 +76,7 @@ impl Reason {
         match self {
             Reason::Unsealed => "Unsealed",
             Reason::DriftRepaired => "DriftRepaired",
+            Reason::TakenOver => "TakenOver",
             Reason::InvalidSpec => "InvalidSpec",
             Reason::KeyNotFound => "KeyNotFound",
             Reason::BindingMismatch => "BindingMismatch",
@@ -93,7 +98,11 @@ impl Reason {
     pub const fn is_problem(self) -> bool {
         !matches!(
             self,
-            Reason::Unsealed | Reason::DriftRepaired | Reason::Held | Reason::Retired
+            Reason::Unsealed
+                | Reason::DriftRepaired
+                | Reason::TakenOver
+                | Reason::Held
+                | Reason::Retired
         )
     }
 
@@ -137,6 +146,7 @@ mod tests {
             [
                 Reason::Unsealed,
                 Reason::DriftRepaired,
+                Reason::TakenOver,
                 Reason::Held,
                 Reason::Retired
             ]

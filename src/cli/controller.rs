@@ -38,6 +38,12 @@ pub fn run(args: ControllerArgs) -> CmdResult {
         identity,
         concurrency: args.concurrency,
         policy,
+        take_over: crate::unsealer::TakeOver {
+            sealed_secrets: args
+                .take_over_from
+                .contains(&super::TakeOverFrom::SealedSecrets),
+            namespaces: args.take_over_namespaces,
+        },
     };
     block_on(async {
         let client = client(&args.kube).await?;

@@ -360,6 +360,28 @@ pub struct ControllerArgs {
     pub identity: Option<String>,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Take over an existing Secret whose controlling owner is another controller's object,
+    /// replacing its owner reference in one write (repeatable; default: none). Only
+    /// `sealed-secrets`: a Secret controlled by a Bitnami `SealedSecret` (bitnami.com) of
+    /// the same name and namespace. For a migration; turn it off afterwards
+    /// (docs/takeover.md).
+    #[arg(long = "take-over-from", value_name = "CONTROLLER", value_enum)]
+    pub take_over_from: Vec<TakeOverFrom>,
+    /// Take over (see --take-over-from) only in this namespace (repeatable; default: every
+    /// namespace the controller writes to).
+    #[arg(
+        long = "take-over-namespace",
+        value_name = "NS",
+        requires = "take_over_from"
+    )]
+    pub take_over_namespaces: Vec<String>,
+}
+
+/// Controllers whose Secrets `--take-over-from` may take over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TakeOverFrom {
+    /// Bitnami Sealed Secrets (`bitnami.com/v1alpha1` SealedSecret of the same name).
+    SealedSecrets,
 }
 
 /// The template policy: what a SealedSecret may make the controller write (docs/security.md).

@@ -51,6 +51,8 @@ pub struct Settings {
     pub key_renew_interval: Duration,
     /// What a SealedSecret may make the controller write.
     pub policy: Policy,
+    /// Which other controllers' Secrets may be taken over.
+    pub take_over: crate::unsealer::TakeOver,
 }
 
 impl Context {
@@ -72,6 +74,7 @@ impl Context {
                 namespace: config.namespace.clone(),
                 key_renew_interval: config.key_renew_interval,
                 policy: config.policy.clone(),
+                take_over: config.take_over.clone(),
             },
             recorder,
             metrics,

@@ -47,6 +47,7 @@ fn context(
     key_secrets: Store<Secret>,
     sealing_keys: Store<SealingKey>,
     sealed: Store<SealedSecret>,
+    take_over: crate::unsealer::TakeOver,
 ) -> Context {
     let config = Config {
         namespace: OWN_NS.into(),
@@ -59,6 +60,7 @@ fn context(
         concurrency: 4,
         policy: policy::Policy::new(OWN_NS, &policy::PolicyFlags::default())
             .expect("default policy"),
+        take_over,
     };
     let stores = Stores {
         secrets: vec![secrets],
@@ -86,6 +88,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        Self::taking_over(crate::unsealer::TakeOver::default())
+    }
+
+    /// A fixture whose controller runs with `--take-over-from` as `take_over` says.
+    fn taking_over(take_over: crate::unsealer::TakeOver) -> Self {
         let (service, server) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let (secrets, secrets_w) = reflector::store::<ManagedSecret>();
@@ -115,7 +122,14 @@ impl Fixture {
         key_secrets_w.apply_watcher_event(&watcher::Event::Apply(key_secret));
         sealing_keys_w.apply_watcher_event(&watcher::Event::Apply(key));
 
-        let ctx = Arc::new(context(client, secrets, key_secrets, sealing_keys, sealed));
+        let ctx = Arc::new(context(
+            client,
+            secrets,
+            key_secrets,
+            sealing_keys,
+            sealed,
+            take_over,
+        ));
         // The setup itself: the key is trusted and Active (else KeyNotFound would be vacuous).
         assert_eq!(ctx.private_keys().0.ids(), [identity.key_id()]);
         assert_eq!(ctx.active_key().map(|(id, _)| id), Some(identity.key_id()));
@@ -537,6 +551,93 @@ async fn adoptable_secret_is_taken_over_at_its_version() {
     });
     let (result, _) = reconcile_served(scenario, sealed, &f.ctx).await;
     assert_eq!(result.expect("adopted"), Action::await_change());
+}
+
+/// A Secret the Bitnami controller made: the same data, controlled by a `bitnami.com`
+/// SealedSecret named `owner`, with Bitnami's `managed` annotation and one of someone else's.
+fn bitnami_secret(owner: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {
+            "name": NAME, "namespace": NS,
+            "labels": {"app": "db", "team": "payments"},
+            "annotations": {"sealedsecrets.bitnami.com/managed": "true", "reloader.example/watch": "yes"},
+            "ownerReferences": [{
+                "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret", "name": owner,
+                "uid": "bitnami-uid", "controller": true, "blockOwnerDeletion": true,
+            }],
+        },
+        "type": "Opaque", "data": {"password": b64(SECRET.as_bytes())},
+    })
+}
+
+/// Serve a create of `prod/db` that finds one (409), then the read of `theirs` (version 41).
+async fn serve_existing(server: &mut Server, theirs: Value) {
+    let (_, reply) = expect(server, "POST", SECRETS_PATH).await;
+    let conflict = failure(409, "AlreadyExists", "secrets \"db\" already exists");
+    answer(reply, 409, &conflict);
+    let (_, reply) = expect(server, "GET", SECRET_PATH).await;
+    answer(reply, 200, &stored(theirs, "their-uid", "41"));
+}
+
+fn on() -> crate::unsealer::TakeOver {
+    crate::unsealer::TakeOver {
+        sealed_secrets: true,
+        namespaces: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn bitnami_secret_is_taken_over_in_one_update_at_its_version() {
+    let mut f = Fixture::taking_over(on());
+    let sealed = f.cache_sealed(&sealed_db(&f.recipient));
+    let scenario = play(f.server, |mut server| async move {
+        serve_existing(&mut server, bitnami_secret(NAME)).await;
+        // One PUT: the judged version, the gitseal owner instead of Bitnami's, Bitnami's
+        // annotation gone, everything else others set kept.
+        let (seen, reply) = expect(&mut server, "PUT", SECRET_PATH).await;
+        assert_eq!(
+            seen.query.get("fieldManager").map(String::as_str),
+            Some(FIELD_MANAGER)
+        );
+        assert_eq!(seen.body["metadata"]["resourceVersion"], "41");
+        assert_eq!(seen.body["metadata"]["uid"], "their-uid");
+        assert_secret_body(&seen.body);
+        assert_eq!(seen.body["metadata"]["labels"]["team"], "payments");
+        assert_eq!(
+            seen.body["metadata"]["annotations"],
+            json!({"reloader.example/watch": "yes"})
+        );
+        let updated = stored(seen.body, "their-uid", "42");
+        answer(reply, 200, &updated);
+        server
+    });
+    let (result, _) = reconcile_served(scenario, sealed, &f.ctx).await;
+    assert_eq!(result.expect("taken over"), Action::await_change());
+}
+
+#[tokio::test]
+async fn bitnami_secret_is_not_taken_without_the_flag_or_of_another_name() {
+    for (take_over, owner) in [
+        (crate::unsealer::TakeOver::default(), NAME),
+        (on(), "other-db"),
+    ] {
+        let mut f = Fixture::taking_over(take_over.clone());
+        let sealed = f.cache_sealed(&sealed_db(&f.recipient));
+        let owner = owner.to_string();
+        let scenario = play(f.server, |mut server| async move {
+            serve_existing(&mut server, bitnami_secret(&owner)).await;
+            server
+        });
+        // Nothing written: assert_quiet after the GET.
+        let (result, _) = reconcile_served(scenario, sealed, &f.ctx).await;
+        let message = assert_err(result, Reason::SecretNotOwned);
+        assert_eq!(
+            message.contains("--take-over-from sealed-secrets"),
+            !take_over.sealed_secrets,
+            "{message}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -65,6 +65,8 @@ pub struct Config {
     pub concurrency: u16,
     /// What a SealedSecret may make the controller write.
     pub policy: policy::Policy,
+    /// Which other controllers' Secrets may be taken over (`--take-over-from`).
+    pub take_over: crate::unsealer::TakeOver,
 }
 
 impl Config {

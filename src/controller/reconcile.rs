@@ -60,6 +60,7 @@ enum Wrote {
     Created,
     Updated,
     Repaired,
+    TakenOver,
 }
 
 impl Wrote {
@@ -81,6 +82,14 @@ impl Wrote {
                 Reason::DriftRepaired,
                 "Restored",
                 format!("restored Secret {name} to what the SealedSecret says"),
+            ),
+            Wrote::TakenOver => (
+                Reason::TakenOver,
+                "TakeOver",
+                format!(
+                    "took over Secret {name} from the Sealed Secrets (bitnami.com) SealedSecret \
+                     {name}: the owner reference is now this SealedSecret's"
+                ),
             ),
         };
         Some(Event {
@@ -265,7 +274,7 @@ fn known_in_sync(
     let uid = sealed.meta().uid.as_deref().unwrap_or_default();
     ctx.memo.get(uid, inputs).is_some_and(|digest| {
         let want = desired(sealed, BTreeMap::new());
-        plan(sealed, &want, &digest, Some(actual)) == Ok(Write::Nothing)
+        plan(sealed, &want, &digest, Some(actual), &ctx.config.take_over) == Ok(Write::Nothing)
     })
 }
 
@@ -299,7 +308,13 @@ async fn write(
     loop {
         // Secret writes (only real requests, never an in-sync check) make status writes give
         // way (see report.rs).
-        let planned = plan(sealed, want, digest, existing.as_deref())?;
+        let planned = plan(
+            sealed,
+            want,
+            digest,
+            existing.as_deref(),
+            &ctx.config.take_over,
+        )?;
         let replace = match planned {
             Write::Nothing => return Ok(Wrote::Nothing),
             Write::Create => {
@@ -333,6 +348,30 @@ async fn write(
                     }
                     Err(e) => return Err(e.into()),
                 }
+            }
+            Write::TakeOver {
+                resource_version,
+                from,
+            } => {
+                // Planned only over an existing Secret: `existing` is that one.
+                let Some(actual) = existing.as_deref() else {
+                    continue;
+                };
+                let mut taking = take_over(want, actual, &from, resource_version);
+                let params = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                let _writing = ctx.reports.busy();
+                let written = api.replace(&name, &params, &taking).await;
+                wipe(&mut taking);
+                if let Ok(mut secret) = written {
+                    wipe(&mut secret);
+                } else {
+                    written?;
+                }
+                ctx.metrics.wrote("takeover");
+                return Ok(Wrote::TakenOver);
             }
             Write::Apply { resource_version } => (None, resource_version),
             Write::Replace {
@@ -370,4 +409,49 @@ async fn write(
 fn repaired(ctx: &Context) -> Wrote {
     ctx.metrics.drift_repairs.inc();
     Wrote::Repaired
+}
+
+/// The takeover write (a whole-object update, so its resourceVersion is its precondition):
+/// the Secret `want` describes, over the metadata of the one judged (`actual`, at
+/// `resource_version`): the owner reference of uid `from` (the other controller's) and every
+/// other reference to a Bitnami SealedSecret replaced by `want`'s, the Bitnami controller's
+/// `managed`/`patch` annotations dropped (without them and without its owner reference,
+/// Bitnami's controller no longer writes the Secret, and the garbage collector no longer
+/// deletes it with the Bitnami object); labels, annotations and finalizers others put on it
+/// are kept.
+fn take_over(
+    want: &Secret,
+    actual: &ManagedSecret,
+    from: &str,
+    resource_version: Option<String>,
+) -> Secret {
+    use crate::unsealer::plan::{BITNAMI_ANNOTATIONS, BITNAMI_GROUP};
+    let mut meta = actual.metadata.clone();
+    meta.resource_version = resource_version;
+    let mut owners: Vec<_> = meta
+        .owner_references
+        .take()
+        .into_iter()
+        .flatten()
+        .filter(|o| {
+            o.uid != from
+                && !(o.kind == "SealedSecret"
+                    && o.api_version.split_once('/').map(|(g, _)| g) == Some(BITNAMI_GROUP))
+        })
+        .collect();
+    owners.extend(want.metadata.owner_references.iter().flatten().cloned());
+    meta.owner_references = Some(owners);
+    let mut annotations = meta.annotations.take().unwrap_or_default();
+    for a in BITNAMI_ANNOTATIONS {
+        annotations.remove(a);
+    }
+    annotations.extend(want.metadata.annotations.clone().unwrap_or_default());
+    meta.annotations = (!annotations.is_empty()).then_some(annotations);
+    let mut labels = meta.labels.take().unwrap_or_default();
+    labels.extend(want.metadata.labels.clone().unwrap_or_default());
+    meta.labels = Some(labels);
+    Secret {
+        metadata: meta,
+        ..want.clone()
+    }
 }

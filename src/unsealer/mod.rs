@@ -19,7 +19,7 @@ pub mod secret;
 
 pub use crate::api::Reason;
 pub use open::{Unsealing, earlier_rewraps, unseal};
-pub use plan::{Write, plan, was_unsealed};
+pub use plan::{TakeOver, Write, plan, was_unsealed};
 
 use crate::manifest::{ErrorKind, ManifestError};
 

@@ -2,7 +2,7 @@
 
 use super::policy::Policy;
 use super::secret::{ManagedSecret, data_digest, desired};
-use super::{Failure, Reason, Write, plan, unseal, was_unsealed};
+use super::{Failure, Reason, TakeOver, Write, plan, unseal, was_unsealed};
 use crate::api::SealedSecret;
 use crate::crypto::Identity;
 use crate::format::Scope;
@@ -168,24 +168,24 @@ fn plan_creates_leaves_applies_replaces_and_refuses() {
     let key = Identity::generate();
     let sealed = sealed_with(SECRET, &key);
     let (want, digest) = unsealed(&sealed, &key);
-    assert_eq!(plan(&sealed, &want, &digest, None), Ok(Write::Create));
+    let judge = |existing: Option<&ManagedSecret>| {
+        plan(&sealed, &want, &digest, existing, &TakeOver::default())
+    };
+    assert_eq!(judge(None), Ok(Write::Create));
     let mut existing = ManagedSecret::of(&want);
     existing.metadata.resource_version = Some("7".into());
     existing.metadata.uid = Some("s-1".into());
-    assert_eq!(
-        plan(&sealed, &want, &digest, Some(&existing)),
-        Ok(Write::Nothing)
-    );
+    assert_eq!(judge(Some(&existing)), Ok(Write::Nothing));
     existing.digest = [0; 32]; // edited
     assert_eq!(
-        plan(&sealed, &want, &digest, Some(&existing)),
+        judge(Some(&existing)),
         Ok(Write::Apply {
             resource_version: Some("7".into())
         })
     );
     existing.immutable = Some(true);
     assert_eq!(
-        plan(&sealed, &want, &digest, Some(&existing)),
+        judge(Some(&existing)),
         Ok(Write::Replace {
             uid: Some("s-1".into()),
             resource_version: Some("7".into())
@@ -193,14 +193,11 @@ fn plan_creates_leaves_applies_replaces_and_refuses() {
     );
     // Someone else's Secret: refused, unless its owner annotated it for adoption.
     existing.metadata.owner_references = None;
-    let f = plan(&sealed, &want, &digest, Some(&existing)).unwrap_err();
+    let f = judge(Some(&existing)).unwrap_err();
     assert_eq!(f.reason, Reason::SecretNotOwned);
     assert!(f.text.contains("prod/db") && f.text.contains("gitseal.dev/adopt"));
     existing.metadata.annotations = Some([("gitseal.dev/adopt".into(), "true".into())].into());
-    assert!(matches!(
-        plan(&sealed, &want, &digest, Some(&existing)),
-        Ok(Write::Replace { .. })
-    ));
+    assert!(matches!(judge(Some(&existing)), Ok(Write::Replace { .. })));
 }
 
 #[test]
@@ -295,7 +292,8 @@ fn template_data_is_rendered_and_a_changed_template_is_out_of_sync() {
             &sealed,
             &have,
             &data_digest(have.data.as_ref()),
-            Some(&actual)
+            Some(&actual),
+            &TakeOver::default()
         ),
         Ok(Write::Nothing)
     );
@@ -309,7 +307,8 @@ fn template_data_is_rendered_and_a_changed_template_is_out_of_sync() {
             &sealed,
             &want,
             &data_digest(want.data.as_ref()),
-            Some(&actual)
+            Some(&actual),
+            &TakeOver::default()
         ),
         Ok(Write::Apply { .. })
     ));
@@ -321,4 +320,109 @@ fn template_data_is_rendered_and_a_changed_template_is_out_of_sync() {
         assert_eq!(f.field, "spec.template.data.dsn");
         assert!(f.text.contains("function \"env\""), "{}", f.text);
     }
+}
+
+/// A Secret the Bitnami controller made for `sealed`'s name: its data, no gitseal marks, and
+/// a controlling owner reference to a `bitnami.com/v1alpha1` SealedSecret.
+fn bitnami_made(want: &k8s_openapi::api::core::v1::Secret) -> ManagedSecret {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let mut secret = want.clone();
+    secret.metadata.labels = None;
+    secret.metadata.resource_version = Some("41".into());
+    secret.metadata.uid = Some("secret-uid".into());
+    secret.metadata.annotations = Some(
+        [(
+            "sealedsecrets.bitnami.com/managed".to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+    );
+    secret.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "bitnami.com/v1alpha1".into(),
+        kind: "SealedSecret".into(),
+        name: "db".into(),
+        uid: "bitnami-uid".into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }]);
+    ManagedSecret::of(&secret)
+}
+
+#[test]
+fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator_allows() {
+    let key = Identity::generate();
+    let sealed = sealed_with(SECRET, &key);
+    let (want, digest) = unsealed(&sealed, &key);
+    let bitnami = bitnami_made(&want);
+    let on = TakeOver {
+        sealed_secrets: true,
+        namespaces: Vec::new(),
+    };
+    let judge =
+        |existing: &ManagedSecret, t: &TakeOver| plan(&sealed, &want, &digest, Some(existing), t);
+    // Flag off (the default): refused, with a hint for the operator, whatever the Secret says.
+    let f = judge(&bitnami, &TakeOver::default()).unwrap_err();
+    assert_eq!(f.reason, Reason::SecretNotOwned);
+    assert!(
+        f.text.contains("--take-over-from sealed-secrets"),
+        "{}",
+        f.text
+    );
+    // Flag on: one write at the judged resourceVersion, replacing the Bitnami reference.
+    assert_eq!(
+        judge(&bitnami, &on),
+        Ok(Write::TakeOver {
+            resource_version: Some("41".into()),
+            from: "bitnami-uid".into(),
+        })
+    );
+    // Narrowed to other namespaces: refused in prod.
+    let elsewhere = TakeOver {
+        sealed_secrets: true,
+        namespaces: vec!["staging".into()],
+    };
+    let narrowed = judge(&bitnami, &elsewhere).unwrap_err();
+    assert_eq!(narrowed.reason, Reason::SecretNotOwned);
+    let only_prod = TakeOver {
+        sealed_secrets: true,
+        namespaces: vec!["prod".into()],
+    };
+    assert!(matches!(
+        judge(&bitnami, &only_prod),
+        Ok(Write::TakeOver { .. })
+    ));
+    // With the flag on, nothing but that: another owner's Secret is refused.
+    let refused =
+        |edit: &dyn Fn(&mut k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference)| {
+            let mut other = bitnami.clone();
+            edit(&mut other.metadata.owner_references.as_mut().unwrap()[0]);
+            let f = judge(&other, &on).unwrap_err();
+            assert_eq!(f.reason, Reason::SecretNotOwned);
+            assert!(!f.text.contains("--take-over-from"), "{}", f.text);
+        };
+    refused(&|o| o.kind = "Deployment".into()); // another kind
+    refused(&|o| o.api_version = "apps/v1".into());
+    refused(&|o| o.api_version = "bitnami.com.evil.example/v1alpha1".into()); // another group
+    refused(&|o| o.api_version = "evil.bitnami.com/v1alpha1".into());
+    refused(&|o| o.api_version = "bitnami.com".into()); // no version: not a group at all
+    refused(&|o| o.name = "other-db".into()); // a Bitnami object of another name
+    refused(&|o| o.controller = None); // a reference that is not the controller
+    refused(&|o| o.controller = Some(false));
+    // No owner at all (e.g. Bitnami's skip-set-owner-references): not taken either.
+    let mut orphan = bitnami.clone();
+    orphan.metadata.owner_references = None;
+    assert_eq!(
+        judge(&orphan, &on).unwrap_err().reason,
+        Reason::SecretNotOwned
+    );
+    // The template policy still comes first: a denied template never reaches the plan.
+    let mut denied = sealed.clone();
+    denied.spec.template.get_or_insert_default().type_ =
+        Some("kubernetes.io/service-account-token".into());
+    let (result, _) = unseal(&denied, &[&key], Some(&policy()));
+    assert_eq!(result.unwrap_err().reason, Reason::PolicyDenied);
+    // Once taken over, the Secret is the SealedSecret's own: applied as usual.
+    let mut taken = ManagedSecret::of(&want);
+    taken.metadata.resource_version = Some("42".into());
+    assert_eq!(judge(&taken, &on), Ok(Write::Nothing));
 }

@@ -642,6 +642,7 @@ impl Env {
             concurrency: 16,
             policy: gitseal::controller::policy::Policy::new(SYSTEM_NS, &Default::default())
                 .unwrap(),
+            take_over: Default::default(),
         };
         let mut config = config;
         tweak(&mut config);

@@ -60,6 +60,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- range $c.policy.denyNamespaces }}
 - --deny-namespace={{ . }}
 {{- end }}
+{{- range $c.takeOver.from }}
+- --take-over-from={{ . }}
+{{- end }}
+{{- range $c.takeOver.namespaces }}
+- --take-over-namespace={{ . }}
+{{- end }}
 {{- range $c.extraArgs }}
 - {{ . }}
 {{- end }}
