@@ -146,6 +146,14 @@ impl Format {
             _ => Format::Yaml,
         }
     }
+
+    /// JSON for a `*.json` file name, else YAML.
+    pub fn of_path(path: &std::path::Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
 }
 
 /// One document of a file, with its 1-based number.

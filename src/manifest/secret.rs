@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 /// Annotation on an input Secret choosing its scope (overridden by `--scope`).
 pub const SCOPE_ANNOTATION: &str = "gitseal.dev/scope";
 /// kubectl's bookkeeping annotation, which may hold the plain text: always dropped.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// A validated Secret document. `Debug` shows no values.
 pub struct SecretInput {
@@ -27,6 +27,9 @@ pub struct SecretInput {
     pub immutable: Option<bool>,
     /// Scope asked for by the `gitseal.dev/scope` annotation.
     pub scope: Option<Scope>,
+    /// `spec.template.data`: key → Go template rendered over the values in the cluster. Only
+    /// importers set it (Bitnami's files carry templates); a Secret manifest has none.
+    pub template_data: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for SecretInput {
@@ -148,6 +151,7 @@ pub fn parse_secret(doc: &Document) -> Result<SecretInput> {
         type_,
         immutable,
         scope,
+        template_data: BTreeMap::new(),
     })
 }
 
