@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use clitool::Scratch;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The Secret every test seals: metadata kubeseal copies into `spec.template`.
 const SECRET: &str = "apiVersion: v1
@@ -52,24 +52,11 @@ fn yaml_docs(text: &str) -> Vec<Value> {
 
 /// Run a command in the scratch directory with `stdin`; its stdout, asserting success.
 fn run_tool(s: &Scratch, program: &std::path::Path, args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(s.dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}",
-        program.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(s.dir.path());
+    let out = clitool::run_command(cmd, Some(stdin));
+    assert_eq!(out.code, 0, "{} {args:?}: {}", program.display(), out.stderr);
+    out.stdout
 }
 
 /// A Bitnami controller key `name`: `name.key` (PKCS#8 from openssl), `name.crt`, and the

@@ -346,6 +346,32 @@ pub(crate) fn string_map(doc: &Value, at: &Location, path: &str) -> Result<Vec<(
         .collect()
 }
 
+/// An optional boolean (`immutable`).
+pub(crate) fn bool_field(doc: &Value, at: &Location, path: &str) -> Result<Option<bool>> {
+    match lookup(doc, path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(ManifestError::input(
+            at.field(path),
+            format!("expected a boolean, found {}", type_name(other)),
+        )),
+    }
+}
+
+/// A document that is not the kind a reader takes, as an error at its `kind`: `not a
+/// {wanted}: found apiVersion …, kind …`.
+pub(crate) fn wrong_kind(doc: &Value, at: &Location, wanted: &str) -> ManifestError {
+    let field = |name: &str| doc.get(name).and_then(Value::as_str).unwrap_or("none");
+    ManifestError::input(
+        at.field("kind"),
+        format!(
+            "not a {wanted}: found apiVersion {}, kind {}",
+            field("apiVersion"),
+            field("kind")
+        ),
+    )
+}
+
 fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(doc, |v, part| v.get(part))
 }

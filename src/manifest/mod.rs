@@ -24,7 +24,7 @@ pub use keyring_file::{KEYRING_KIND, KeyringEntry, KeyringFile, KeyringMeta};
 pub use sealed::{emit_sealed, is_sealed, parse_sealed};
 pub use secret::{SCOPE_ANNOTATION, SecretInput, check_key, is_secret, parse_secret};
 /// Located field readers and checks, for the importers of other tools' files (`crate::migrate`).
-pub(crate) use docs::{map_field, str_field, string_map, type_name};
+pub(crate) use docs::{bool_field, map_field, str_field, string_map, type_name, wrong_kind};
 pub(crate) use secret::{LAST_APPLIED, check_len};
 
 use std::fmt;

@@ -1,7 +1,7 @@
 //! Reading a Secret manifest into validated parts: name, namespace, plain values (kept in
 //! zeroizing types), labels, annotations, type, immutable and the scope annotation.
 
-use super::docs::{map_field, str_field, string_map, type_name};
+use super::docs::{bool_field, map_field, str_field, string_map, type_name};
 use super::{Document, Location, ManifestError, Result};
 use crate::crypto::Plaintext;
 use crate::format::{MAX_VALUE_LEN, Scope};
@@ -131,16 +131,7 @@ pub fn parse_secret(doc: &Document) -> Result<SecretInput> {
         })?),
     };
     let type_ = str_field(v, at, "type")?.map(str::to_string);
-    let immutable = match v.get("immutable") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(other) => {
-            return Err(ManifestError::input(
-                at.field("immutable"),
-                format!("expected a boolean, found {}", type_name(other)),
-            ));
-        }
-    };
+    let immutable = bool_field(v, at, "immutable")?;
     Ok(SecretInput {
         at: at.clone(),
         name,

@@ -17,8 +17,9 @@
 use crate::crypto::Plaintext;
 use crate::format::Scope;
 use crate::manifest::{
-    Document, ErrorKind, LAST_APPLIED, Location, ManifestError, SecretInput, check_key, check_len,
-    map_field, parse_documents, str_field, string_map, type_name,
+    Document, ErrorKind, LAST_APPLIED, Location, ManifestError, SecretInput, bool_field,
+    check_key, check_len, map_field, parse_documents, str_field, string_map, type_name,
+    wrong_kind,
 };
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -221,15 +222,7 @@ pub fn open_sealed(
 ) -> Result<SecretInput, ManifestError> {
     let (v, at) = (&doc.value, &doc.at);
     if !is_bitnami(v) {
-        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("none");
-        let api = v
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("none");
-        return Err(ManifestError::input(
-            at.field("kind"),
-            format!("not a Bitnami SealedSecret ({API_VERSION}): found apiVersion {api}, kind {kind}"),
-        ));
+        return Err(wrong_kind(v, at, &format!("Bitnami SealedSecret ({API_VERSION})")));
     }
     let name = str_field(v, at, "metadata.name")?
         .filter(|n| !n.is_empty())
@@ -276,13 +269,6 @@ pub fn open_sealed(
         data.insert(key.clone(), plain);
     }
 
-    let labels = string_map(v, at, "spec.template.metadata.labels")?
-        .into_iter()
-        .collect();
-    let annotations = string_map(v, at, "spec.template.metadata.annotations")?
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with(ANNOTATION_PREFIX) && k != LAST_APPLIED)
-        .collect();
     let template_data = string_map(v, at, "spec.template.data")?
         .into_iter()
         .map(|(k, t)| {
@@ -290,27 +276,21 @@ pub fn open_sealed(
             Ok((k, t))
         })
         .collect::<Result<_, ManifestError>>()?;
-    let type_ = str_field(v, at, "spec.template.type")?.map(str::to_string);
-    let immutable = match v.get("spec").and_then(|s| s.get("template")).and_then(|t| t.get("immutable")) {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(other) => {
-            return Err(ManifestError::input(
-                at.field("spec.template.immutable"),
-                format!("expected a boolean, found {}", type_name(other)),
-            ));
-        }
-    };
     Ok(SecretInput {
         at: at.clone(),
+        labels: string_map(v, at, "spec.template.metadata.labels")?
+            .into_iter()
+            .collect(),
+        annotations: string_map(v, at, "spec.template.metadata.annotations")?
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with(ANNOTATION_PREFIX) && k != LAST_APPLIED)
+            .collect(),
+        type_: str_field(v, at, "spec.template.type")?.map(str::to_string),
+        immutable: bool_field(v, at, "spec.template.immutable")?,
+        scope: Some(scope),
         name,
         namespace,
         data,
-        labels,
-        annotations,
-        type_,
-        immutable,
-        scope: Some(scope),
         template_data,
     })
 }
@@ -378,7 +358,7 @@ mod tests {
     use crate::manifest::parse_documents;
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-    use rsa::rand_core::RngCore;
+    use rand::RngCore;
 
     /// Bitnami's `HybridEncrypt`, for the tests.
     fn hybrid_encrypt(key: &RsaPrivateKey, plain: &[u8], label: &str) -> String {
@@ -558,21 +538,15 @@ mod tests {
     #[test]
     fn other_kinds_and_the_deprecated_format_are_input_errors() {
         let keys = keys_of(&pkcs1(&new_key()));
-        let doc = parse_documents(
-            "s.yaml",
-            "apiVersion: gitseal.dev/v1\nkind: SealedSecret\nmetadata: {name: a, namespace: b}\n",
-        )
-        .unwrap()
-        .remove(0);
-        let err = open_sealed(&doc, &keys, None).unwrap_err();
+        let open = |text: &str| {
+            let doc = parse_documents("s.yaml", text).unwrap().remove(0);
+            open_sealed(&doc, &keys, None).unwrap_err()
+        };
+        let err = open("apiVersion: gitseal.dev/v1\nkind: SealedSecret\nmetadata: {name: a, namespace: b}\n");
         assert_eq!((err.kind, err.at.field.as_str()), (ErrorKind::Input, "kind"));
-        let doc = parse_documents(
-            "s.yaml",
+        let err = open(
             "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {name: a, namespace: b}\nspec: {data: AAAA}\n",
-        )
-        .unwrap()
-        .remove(0);
-        let err = open_sealed(&doc, &keys, None).unwrap_err();
+        );
         assert_eq!(err.at.field, "spec.data");
         assert!(err.message.contains("kubeseal"), "{err}");
     }
