@@ -13,22 +13,14 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The Secret every test seals: metadata kubeseal copies into `spec.template`.
-const SECRET: &str = "apiVersion: v1
-kind: Secret
-metadata:
-  name: db
-  namespace: prod
-  labels:
-    app: db
-  annotations:
-    note: hello
-type: kubernetes.io/basic-auth
-immutable: true
-stringData:
-  username: admin
-  password: hunter2
-";
+/// The Secret every test seals (user admin, password hunter2), with metadata kubeseal copies
+/// into `spec.template`: labels, an annotation, a type and immutable.
+fn secret() -> String {
+    clitool::SECRET.replace(
+        "type: Opaque\n",
+        "type: kubernetes.io/basic-auth\nimmutable: true\n",
+    )
+}
 
 fn kubeseal() -> PathBuf {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -110,7 +102,7 @@ fn kubeseal_seal(s: &Scratch, key: &str, scope: &str, secret: &str) -> String {
 }
 
 fn secret_named(name: &str) -> String {
-    SECRET.replace("  name: db\n", &format!("  name: {name}\n"))
+    secret().replace("  name: db\n", &format!("  name: {name}\n"))
 }
 
 /// `gitseal unseal` of `file` with the scratch's age key: the one Secret.
@@ -150,7 +142,7 @@ fn every_scope_and_the_template_carry_over_and_unseal_to_the_input() {
     }
     // Template data as Bitnami users add it to kubeseal's output.
     let mut doc = yaml_docs(&s.read("bitnami/strict.yaml")).remove(0);
-    doc["spec"]["template"]["data"] = json!({"dsn": "{{ .username }}:{{ .password }}"});
+    doc["spec"]["template"]["data"] = json!({"dsn": "{{ .user }}:{{ .password }}"});
     s.write("bitnami/strict.yaml", &gitseal::yaml::to_string(&doc).unwrap());
     // A file with no Bitnami SealedSecret in the directory is skipped and listed.
     s.write("bitnami/config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n");
@@ -183,7 +175,7 @@ fn every_scope_and_the_template_carry_over_and_unseal_to_the_input() {
         assert_eq!(secret["metadata"]["annotations"], json!({"note": "hello"}));
         assert_eq!(secret["type"], "kubernetes.io/basic-auth");
         assert_eq!(secret["immutable"], true);
-        let mut want = vec![("password", "hunter2"), ("username", "admin")];
+        let mut want = vec![("password", "hunter2"), ("user", "admin")];
         if name == "db" {
             want.insert(0, ("dsn", "admin:hunter2"));
         }
@@ -202,7 +194,7 @@ fn keys_after_a_renewal_open_every_file_as_kubeseal_recovery_does() {
         .enumerate()
     {
         let name = format!("app{i}");
-        let secret = secret_named(&name).replace("hunter2", &format!("pw-{i}"));
+        let secret = secret_named(&name).replace("  user: admin\n", &format!("  user: admin-{i}\n"));
         s.write(&format!("in/{name}.yaml"), &kubeseal_seal(&s, key, scope, &secret));
         names.push(name);
     }
@@ -253,8 +245,8 @@ fn bad_input_fails_with_its_exit_code_naming_the_field_and_writes_nothing() {
     let (k1, k2) = (bitnami_key(&s, "k1"), bitnami_key(&s, "k2"));
     key_list(&s, "keys.yaml", &[&k1]);
     key_list(&s, "other.yaml", &[&k2]);
-    let good = kubeseal_seal(&s, "k1", "strict", SECRET);
-    let ns_wide = kubeseal_seal(&s, "k1", "namespace-wide", SECRET);
+    let good = kubeseal_seal(&s, "k1", "strict", &secret());
+    let ns_wide = kubeseal_seal(&s, "k1", "namespace-wide", &secret());
     let import = |args: &[&str]| {
         let mut all = vec!["import", "sealed-secrets", "--keys", "keys.yaml", "-r", &s.public];
         all.extend_from_slice(args);
@@ -276,8 +268,8 @@ fn bad_input_fails_with_its_exit_code_naming_the_field_and_writes_nothing() {
     // Truncated inside the RSA part (2 + 256 bytes) and inside the AES part.
     for cut in [200, 1] {
         let mut doc = yaml_docs(&good).remove(0);
-        truncate(&mut doc, "username", cut);
-        cases.push(("truncated", gitseal::yaml::to_string(&doc).unwrap(), 4, "spec.encryptedData.username: ", false));
+        truncate(&mut doc, "user", cut);
+        cases.push(("truncated", gitseal::yaml::to_string(&doc).unwrap(), 4, "spec.encryptedData.user: ", false));
     }
     // Moved to another name (strict) and to another namespace (namespace-wide): refused as
     // Bitnami's controller refuses them (the OAEP label no longer matches).
@@ -285,7 +277,7 @@ fn bad_input_fails_with_its_exit_code_naming_the_field_and_writes_nothing() {
     cases.push(("moved", ns_wide.replace("namespace: prod\n", "namespace: dev\n"), 4, "spec.encryptedData.", false));
     // Another kind or apiVersion, named on the command line: exit 3.
     cases.push(("v1beta1", good.replace("bitnami.com/v1alpha1", "bitnami.com/v1beta1"), 3, "no Bitnami SealedSecret", true));
-    cases.push(("gitseal", s.seal(SECRET), 3, "no Bitnami SealedSecret", true));
+    cases.push(("gitseal", s.seal(&secret()), 3, "no Bitnami SealedSecret", true));
     // Mixed with other documents; the deprecated whole-Secret format.
     cases.push(("mixed", format!("{good}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n"), 3, ":2: not a Bitnami SealedSecret", false));
     let mut old = yaml_docs(&good).remove(0);
@@ -327,7 +319,7 @@ fn in_place_rewrites_every_bitnami_file_and_leaves_the_rest() {
     let s = Scratch::new();
     let key = bitnami_key(&s, "k1");
     key_list(&s, "keys.yaml", &[&key]);
-    s.write("repo/a.yaml", &kubeseal_seal(&s, "k1", "strict", SECRET));
+    s.write("repo/a.yaml", &kubeseal_seal(&s, "k1", "strict", &secret()));
     let json_sealed = run_tool(&s, &kubeseal(), &["--cert", "k1.crt", "-o", "json"], &secret_named("j"));
     s.write("repo/deep/b.json", &json_sealed);
     let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
@@ -343,7 +335,7 @@ fn in_place_rewrites_every_bitnami_file_and_leaves_the_rest() {
     for (file, name) in [("repo/a.yaml", "db"), ("repo/deep/b.json", "j")] {
         let secret = unseal(&s, file);
         assert_eq!(secret["metadata"]["name"], name);
-        assert_eq!(decoded(&secret), pairs(&[("password", "hunter2"), ("username", "admin")]));
+        assert_eq!(decoded(&secret), pairs(&[("password", "hunter2"), ("user", "admin")]));
     }
     // Run again: nothing left to import (exit 3), nothing changed.
     let before = s.read("repo/a.yaml");

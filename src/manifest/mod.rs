@@ -25,7 +25,7 @@ pub use sealed::{emit_sealed, is_sealed, parse_sealed};
 pub use secret::{SCOPE_ANNOTATION, SecretInput, check_key, is_secret, parse_secret};
 /// Located field readers and checks, for the importers of other tools' files (`crate::migrate`).
 pub(crate) use docs::{bool_field, map_field, str_field, string_map, type_name, wrong_kind};
-pub(crate) use secret::{LAST_APPLIED, check_len};
+pub(crate) use secret::{LAST_APPLIED, base64_value, check_len};
 
 use std::fmt;
 

@@ -86,19 +86,7 @@ pub fn parse_secret(doc: &Document) -> Result<SecretInput> {
         for (key, value) in map {
             let field = at.field(format!("data.{key}"));
             check_key(key, &field)?;
-            let encoded = match value {
-                Value::String(s) => s.as_str(),
-                Value::Null => "",
-                other => {
-                    return Err(ManifestError::input(
-                        field,
-                        format!("expected base64 text, found {}", type_name(other)),
-                    ));
-                }
-            };
-            let bytes = STANDARD
-                .decode(encoded.trim())
-                .map_err(|e| ManifestError::input(field.clone(), format!("invalid base64: {e}")))?;
+            let bytes = base64_value(value, &field)?;
             check_len(bytes.len(), &field)?;
             data.insert(key.clone(), Plaintext::new(bytes));
         }
@@ -161,6 +149,23 @@ pub fn check_key(key: &str, at: &Location) -> Result<()> {
             format!("invalid key name {key:?}: use 1-253 of [-._a-zA-Z0-9]"),
         ))
     }
+}
+
+/// A base64 field's bytes (`null`: none). The bytes may be plain text: callers wrap them.
+pub(crate) fn base64_value(value: &Value, field: &Location) -> Result<Vec<u8>> {
+    let encoded = match value {
+        Value::String(s) => s.as_str(),
+        Value::Null => "",
+        other => {
+            return Err(ManifestError::input(
+                field.clone(),
+                format!("expected base64 text, found {}", type_name(other)),
+            ));
+        }
+    };
+    STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| ManifestError::input(field.clone(), format!("invalid base64: {e}")))
 }
 
 pub(crate) fn check_len(len: usize, at: &Location) -> Result<()> {

@@ -17,14 +17,12 @@
 use crate::crypto::Plaintext;
 use crate::format::Scope;
 use crate::manifest::{
-    Document, ErrorKind, LAST_APPLIED, Location, ManifestError, SecretInput, bool_field,
-    check_key, check_len, map_field, parse_documents, str_field, string_map, type_name,
+    Document, ErrorKind, LAST_APPLIED, Location, ManifestError, SecretInput, base64_value,
+    bool_field, check_key, check_len, map_field, parse_documents, str_field, string_map, type_name,
     wrong_kind,
 };
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::{Oaep, RsaPrivateKey};
@@ -122,20 +120,13 @@ fn secret_keys(
         ));
     }
     let field = at.field(format!("{prefix}data.{TLS_KEY}"));
-    let encoded = match v.get("data").and_then(|d| d.get(TLS_KEY)) {
-        Some(Value::String(s)) => s,
-        _ => {
-            return Err(ManifestError::input(
-                field,
-                "no private key here: Bitnami's key Secrets hold it in data[\"tls.key\"]",
-            ));
-        }
+    let Some(encoded) = v.get("data").and_then(|d| d.get(TLS_KEY)) else {
+        return Err(ManifestError::input(
+            field,
+            "no private key here: Bitnami's key Secrets hold it in data[\"tls.key\"]",
+        ));
     };
-    let pem = Zeroizing::new(
-        STANDARD
-            .decode(encoded.trim())
-            .map_err(|e| ManifestError::input(field.clone(), format!("invalid base64: {e}")))?,
-    );
+    let pem = Zeroizing::new(base64_value(encoded, &field)?);
     let pem = std::str::from_utf8(&pem)
         .map_err(|_| ManifestError::input(field.clone(), "not PEM text"))?;
     let before = out.len();
@@ -254,15 +245,7 @@ pub fn open_sealed(
     for (key, value) in map_field(v, at, "spec.encryptedData")?.into_iter().flatten() {
         let field = at.field(format!("spec.encryptedData.{key}"));
         check_key(key, &field)?;
-        let Value::String(encoded) = value else {
-            return Err(ManifestError::input(
-                field,
-                format!("expected base64 text, found {}", type_name(value)),
-            ));
-        };
-        let blob = STANDARD
-            .decode(encoded.trim())
-            .map_err(|e| ManifestError::input(field.clone(), format!("invalid base64: {e}")))?;
+        let blob = base64_value(value, &field)?;
         let plain = decrypt(keys, &blob, &label)
             .map_err(|(kind, message)| ManifestError::new(kind, field.clone(), message))?;
         check_len(plain.len(), &field)?;
@@ -355,6 +338,8 @@ fn decrypt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
     use crate::manifest::parse_documents;
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::pkcs8::{EncodePrivateKey, LineEnding};
