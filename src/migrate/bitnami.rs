@@ -503,7 +503,7 @@ mod tests {
         let list = format!("apiVersion: v1\nkind: List\nitems: [{}, {}]\n", secret(&p1), secret(&p8));
         let keys = parse_keys("keys.yaml", &list).unwrap();
         assert_eq!(keys.len(), 2);
-        let docs = format!("{}\n---\n{}\n", secret(&p1), secret(&p8));
+        let docs = format!("---\n{}\n---\n{}\n", secret(&p1), secret(&p8));
         assert_eq!(parse_keys("keys.yaml", &docs).unwrap().len(), 2);
         // Debug names the origin only.
         let shown = format!("{:?}", keys[1]);
