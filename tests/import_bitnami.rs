@@ -47,7 +47,13 @@ fn run_tool(s: &Scratch, program: &std::path::Path, args: &[&str], stdin: &str) 
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(s.dir.path());
     let out = clitool::run_command(cmd, Some(stdin));
-    assert_eq!(out.code, 0, "{} {args:?}: {}", program.display(), out.stderr);
+    assert_eq!(
+        out.code,
+        0,
+        "{} {args:?}: {}",
+        program.display(),
+        out.stderr
+    );
     out.stdout
 }
 
@@ -60,8 +66,19 @@ fn bitnami_key(s: &Scratch, name: &str) -> Value {
         s,
         openssl,
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt,
-            "-days", "3650", "-subj", "/CN=sealed-secret/O=sealed-secret",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=sealed-secret/O=sealed-secret",
         ],
         "",
     );
@@ -125,7 +142,10 @@ fn decoded(secret: &Value) -> Vec<(String, String)> {
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -138,21 +158,44 @@ fn every_scope_and_the_template_carry_over_and_unseal_to_the_input() {
         ("sub/ns.yaml", "db-ns", "namespace-wide"),
         ("cluster.yaml", "db-cl", "cluster-wide"),
     ] {
-        s.write(&format!("bitnami/{file}"), &kubeseal_seal(&s, "k1", scope, &secret_named(name)));
+        s.write(
+            &format!("bitnami/{file}"),
+            &kubeseal_seal(&s, "k1", scope, &secret_named(name)),
+        );
     }
     // Template data as Bitnami users add it to kubeseal's output.
     let mut doc = yaml_docs(&s.read("bitnami/strict.yaml")).remove(0);
     doc["spec"]["template"]["data"] = json!({"dsn": "{{ .user }}:{{ .password }}"});
-    s.write("bitnami/strict.yaml", &gitseal::yaml::to_string(&doc).unwrap());
+    s.write(
+        "bitnami/strict.yaml",
+        &gitseal::yaml::to_string(&doc).unwrap(),
+    );
     // A file with no Bitnami SealedSecret in the directory is skipped and listed.
-    s.write("bitnami/config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n");
+    s.write(
+        "bitnami/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+    );
 
     let out = s.run(
-        &["import", "sealed-secrets", "bitnami", "--keys", "keys.yaml", "-r", &s.public, "-w", "out"],
+        &[
+            "import",
+            "sealed-secrets",
+            "bitnami",
+            "--keys",
+            "keys.yaml",
+            "-r",
+            &s.public,
+            "-w",
+            "out",
+        ],
         None,
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains("skipped bitnami/config.yaml"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("skipped bitnami/config.yaml"),
+        "{}",
+        out.stderr
+    );
     assert!(!s.path("out/config.yaml").exists());
     for (file, name, scope, bound) in [
         ("strict.yaml", "db", "strict", Some("prod/db")),
@@ -160,13 +203,20 @@ fn every_scope_and_the_template_carry_over_and_unseal_to_the_input() {
         ("cluster.yaml", "db-cl", "cluster", None),
     ] {
         let text = s.read(&format!("out/{file}"));
-        assert!(!text.contains("hunter2") && !text.contains("aHVudGVyMg"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("aHVudGVyMg"),
+            "{text}"
+        );
         let sealed = yaml_docs(&text).remove(0);
         assert_eq!(sealed["apiVersion"], "gitseal.dev/v1alpha1");
         assert_eq!(sealed["spec"]["scope"], scope, "{file}");
         assert_eq!(sealed["spec"]["boundTo"].as_str(), bound, "{file}");
         let template = &sealed["spec"]["template"];
-        assert_eq!(template["metadata"]["annotations"], json!({"note": "hello"}), "{file}");
+        assert_eq!(
+            template["metadata"]["annotations"],
+            json!({"note": "hello"}),
+            "{file}"
+        );
 
         let secret = unseal(&s, &format!("out/{file}"));
         assert_eq!(secret["metadata"]["name"], name);
@@ -189,17 +239,36 @@ fn keys_after_a_renewal_open_every_file_as_kubeseal_recovery_does() {
     let (old, new) = (bitnami_key(&s, "old"), bitnami_key(&s, "new"));
     key_list(&s, "keys.yaml", &[&old, &new]);
     let mut names = Vec::new();
-    for (i, (key, scope)) in [("old", "strict"), ("new", "strict"), ("old", "cluster-wide"), ("new", "namespace-wide")]
-        .into_iter()
-        .enumerate()
+    for (i, (key, scope)) in [
+        ("old", "strict"),
+        ("new", "strict"),
+        ("old", "cluster-wide"),
+        ("new", "namespace-wide"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let name = format!("app{i}");
-        let secret = secret_named(&name).replace("  user: admin\n", &format!("  user: admin-{i}\n"));
-        s.write(&format!("in/{name}.yaml"), &kubeseal_seal(&s, key, scope, &secret));
+        let secret =
+            secret_named(&name).replace("  user: admin\n", &format!("  user: admin-{i}\n"));
+        s.write(
+            &format!("in/{name}.yaml"),
+            &kubeseal_seal(&s, key, scope, &secret),
+        );
         names.push(name);
     }
     let out = s.run(
-        &["import", "sealed-secrets", "in", "--keys", "keys.yaml", "-r", &s.public, "-w", "out"],
+        &[
+            "import",
+            "sealed-secrets",
+            "in",
+            "--keys",
+            "keys.yaml",
+            "-r",
+            &s.public,
+            "-w",
+            "out",
+        ],
         None,
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -208,7 +277,13 @@ fn keys_after_a_renewal_open_every_file_as_kubeseal_recovery_does() {
         let theirs = run_tool(
             &s,
             &kubeseal(),
-            &["--recovery-unseal", "--recovery-private-key", "keys.yaml", "-o", "yaml"],
+            &[
+                "--recovery-unseal",
+                "--recovery-private-key",
+                "keys.yaml",
+                "-o",
+                "yaml",
+            ],
             &s.read(&file),
         );
         let theirs = yaml_docs(&theirs).remove(0);
@@ -219,13 +294,26 @@ fn keys_after_a_renewal_open_every_file_as_kubeseal_recovery_does() {
         }
         assert_eq!(ours["metadata"]["labels"], theirs["metadata"]["labels"]);
         // Bitnami's Secret keeps its scope annotation; gitseal's scope is in the spec.
-        let mut annotations = theirs["metadata"]["annotations"].as_object().unwrap().clone();
+        let mut annotations = theirs["metadata"]["annotations"]
+            .as_object()
+            .unwrap()
+            .clone();
         annotations.retain(|k, _| !k.starts_with("sealedsecrets.bitnami.com/"));
         assert_eq!(ours["metadata"]["annotations"], Value::Object(annotations));
     }
     // The keys also work as PEM files, PKCS#8 (openssl's) and the PKCS#1 of a Secret.
     let out = s.run(
-        &["import", "sealed-secrets", "in", "--keys", "old.key", "--keys", "new.key", "-r", &s.public],
+        &[
+            "import",
+            "sealed-secrets",
+            "in",
+            "--keys",
+            "old.key",
+            "--keys",
+            "new.key",
+            "-r",
+            &s.public,
+        ],
         None,
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -248,7 +336,14 @@ fn bad_input_fails_with_its_exit_code_naming_the_field_and_writes_nothing() {
     let good = kubeseal_seal(&s, "k1", "strict", &secret());
     let ns_wide = kubeseal_seal(&s, "k1", "namespace-wide", &secret());
     let import = |args: &[&str]| {
-        let mut all = vec!["import", "sealed-secrets", "--keys", "keys.yaml", "-r", &s.public];
+        let mut all = vec![
+            "import",
+            "sealed-secrets",
+            "--keys",
+            "keys.yaml",
+            "-r",
+            &s.public,
+        ];
         all.extend_from_slice(args);
         s.run(&all, None)
     };
@@ -256,11 +351,24 @@ fn bad_input_fails_with_its_exit_code_naming_the_field_and_writes_nothing() {
     // A wrong key: exit 4, file:doc:field.
     s.write("one/db.yaml", &good);
     let out = s.run(
-        &["import", "sealed-secrets", "one/db.yaml", "--keys", "other.yaml", "-r", &s.public],
+        &[
+            "import",
+            "sealed-secrets",
+            "one/db.yaml",
+            "--keys",
+            "other.yaml",
+            "-r",
+            &s.public,
+        ],
         None,
     );
     assert_eq!(out.code, 4, "{}", out.stderr);
-    assert!(out.stderr.contains("one/db.yaml:1:spec.encryptedData.password: none of the 1 key(s)"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("one/db.yaml:1:spec.encryptedData.password: none of the 1 key(s)"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("hunter2"));
 
     // (case, file, exit code, message, whether a directory skips it rather than failing)
@@ -269,20 +377,62 @@ fn bad_input_fails_with_its_exit_code_naming_the_field_and_writes_nothing() {
     for cut in [200, 1] {
         let mut doc = yaml_docs(&good).remove(0);
         truncate(&mut doc, "user", cut);
-        cases.push(("truncated", gitseal::yaml::to_string(&doc).unwrap(), 4, "spec.encryptedData.user: ", false));
+        cases.push((
+            "truncated",
+            gitseal::yaml::to_string(&doc).unwrap(),
+            4,
+            "spec.encryptedData.user: ",
+            false,
+        ));
     }
     // Moved to another name (strict) and to another namespace (namespace-wide): refused as
     // Bitnami's controller refuses them (the OAEP label no longer matches).
-    cases.push(("renamed", good.replace("name: db\n", "name: db2\n"), 4, "spec.encryptedData.", false));
-    cases.push(("moved", ns_wide.replace("namespace: prod\n", "namespace: dev\n"), 4, "spec.encryptedData.", false));
+    cases.push((
+        "renamed",
+        good.replace("name: db\n", "name: db2\n"),
+        4,
+        "spec.encryptedData.",
+        false,
+    ));
+    cases.push((
+        "moved",
+        ns_wide.replace("namespace: prod\n", "namespace: dev\n"),
+        4,
+        "spec.encryptedData.",
+        false,
+    ));
     // Another kind or apiVersion, named on the command line: exit 3.
-    cases.push(("v1beta1", good.replace("bitnami.com/v1alpha1", "bitnami.com/v1beta1"), 3, "no Bitnami SealedSecret", true));
-    cases.push(("gitseal", s.seal(&secret()), 3, "no Bitnami SealedSecret", true));
+    cases.push((
+        "v1beta1",
+        good.replace("bitnami.com/v1alpha1", "bitnami.com/v1beta1"),
+        3,
+        "no Bitnami SealedSecret",
+        true,
+    ));
+    cases.push((
+        "gitseal",
+        s.seal(&secret()),
+        3,
+        "no Bitnami SealedSecret",
+        true,
+    ));
     // Mixed with other documents; the deprecated whole-Secret format.
-    cases.push(("mixed", format!("{good}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n"), 3, ":2: not a Bitnami SealedSecret", false));
+    cases.push((
+        "mixed",
+        format!("{good}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n"),
+        3,
+        ":2: not a Bitnami SealedSecret",
+        false,
+    ));
     let mut old = yaml_docs(&good).remove(0);
     old["spec"] = json!({"data": "AAAA"});
-    cases.push(("v1data", gitseal::yaml::to_string(&old).unwrap(), 3, ":1:spec.data: the deprecated", false));
+    cases.push((
+        "v1data",
+        gitseal::yaml::to_string(&old).unwrap(),
+        3,
+        ":1:spec.data: the deprecated",
+        false,
+    ));
 
     for (what, text, code, message, skipped_in_dir) in &cases {
         // Named, and in a directory beside a good file: -w FILE and -w DIR write nothing,
@@ -299,10 +449,17 @@ fn bad_input_fails_with_its_exit_code_naming_the_field_and_writes_nothing() {
         for args in runs {
             let out = import(&args);
             assert_eq!(out.code, *code, "{what} {args:?}: {}", out.stderr);
-            assert!(out.stderr.contains(message), "{what} {args:?}: {}", out.stderr);
+            assert!(
+                out.stderr.contains(message),
+                "{what} {args:?}: {}",
+                out.stderr
+            );
             assert!(out.stdout.is_empty(), "{what}: {}", out.stdout);
         }
-        assert!(!s.path("out.yaml").exists() && !s.path("mirror").exists(), "{what}");
+        assert!(
+            !s.path("out.yaml").exists() && !s.path("mirror").exists(),
+            "{what}"
+        );
         assert_eq!(s.read(&format!("{dir}/a-good.yaml")), good, "{what}");
         assert_eq!(&s.read(&format!("{dir}/b-bad.yaml")), text, "{what}");
         let stray: Vec<_> = std::fs::read_dir(s.path(&dir))
@@ -320,34 +477,91 @@ fn in_place_rewrites_every_bitnami_file_and_leaves_the_rest() {
     let key = bitnami_key(&s, "k1");
     key_list(&s, "keys.yaml", &[&key]);
     s.write("repo/a.yaml", &kubeseal_seal(&s, "k1", "strict", &secret()));
-    let json_sealed = run_tool(&s, &kubeseal(), &["--cert", "k1.crt", "-o", "json"], &secret_named("j"));
+    let json_sealed = run_tool(
+        &s,
+        &kubeseal(),
+        &["--cert", "k1.crt", "-o", "json"],
+        &secret_named("j"),
+    );
     s.write("repo/deep/b.json", &json_sealed);
     let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
     s.write("repo/c.yaml", other);
     let out = s.run(
-        &["import", "sealed-secrets", "repo", "--keys", "k1.key", "-r", &s.public, "--in-place"],
+        &[
+            "import",
+            "sealed-secrets",
+            "repo",
+            "--keys",
+            "k1.key",
+            "-r",
+            &s.public,
+            "--in-place",
+        ],
         None,
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains("imported 2 files in place"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("imported 2 files in place"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(s.read("repo/c.yaml"), other);
-    assert!(s.read("repo/deep/b.json").trim_start().starts_with('{'), "JSON stays JSON");
+    assert!(
+        s.read("repo/deep/b.json").trim_start().starts_with('{'),
+        "JSON stays JSON"
+    );
     for (file, name) in [("repo/a.yaml", "db"), ("repo/deep/b.json", "j")] {
         let secret = unseal(&s, file);
         assert_eq!(secret["metadata"]["name"], name);
-        assert_eq!(decoded(&secret), pairs(&[("password", "hunter2"), ("user", "admin")]));
+        assert_eq!(
+            decoded(&secret),
+            pairs(&[("password", "hunter2"), ("user", "admin")])
+        );
     }
     // Run again: nothing left to import (exit 3), nothing changed.
     let before = s.read("repo/a.yaml");
     let out = s.run(
-        &["import", "sealed-secrets", "repo", "--keys", "k1.key", "-r", &s.public, "--in-place"],
+        &[
+            "import",
+            "sealed-secrets",
+            "repo",
+            "--keys",
+            "k1.key",
+            "-r",
+            &s.public,
+            "--in-place",
+        ],
         None,
     );
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(s.read("repo/a.yaml"), before);
     // --in-place needs files; -w and --in-place exclude each other.
-    let out = s.run(&["import", "sealed-secrets", "-", "--keys", "k1.key", "-r", &s.public, "--in-place"], Some(&before));
+    let out = s.run(
+        &[
+            "import",
+            "sealed-secrets",
+            "-",
+            "--keys",
+            "k1.key",
+            "-r",
+            &s.public,
+            "--in-place",
+        ],
+        Some(&before),
+    );
     assert_eq!(out.code, 2, "{}", out.stderr);
-    let out = s.run(&["import", "sealed-secrets", "repo", "--keys", "k1.key", "--in-place", "-w", "x"], None);
+    let out = s.run(
+        &[
+            "import",
+            "sealed-secrets",
+            "repo",
+            "--keys",
+            "k1.key",
+            "--in-place",
+            "-w",
+            "x",
+        ],
+        None,
+    );
     assert_eq!(out.code, 2, "{}", out.stderr);
 }

@@ -14,8 +14,7 @@ use zeroize::Zeroizing;
 
 /// How an importer opens one source: its text (in a zeroizing buffer) into the Secrets it
 /// stands for. `Ok(vec![])`: the source holds nothing of this importer's format.
-pub(super) type Opener<'a> =
-    dyn Fn(&Source, &str) -> Result<Vec<SecretInput>, Failure> + Sync + 'a;
+pub(super) type Opener<'a> = dyn Fn(&Source, &str) -> Result<Vec<SecretInput>, Failure> + Sync + 'a;
 
 /// Import `inputs` (files, directories, `-`; none: stdin) with `open`, writing as `out`
 /// says. A source that holds nothing of the format (`what`, e.g. "Bitnami SealedSecret") is

@@ -5,10 +5,10 @@
 mod backup;
 mod completions;
 mod controller;
+mod import;
 mod io;
 mod key_state;
 mod keygen;
-mod import;
 mod keys;
 mod kube;
 mod output;
@@ -175,12 +175,14 @@ pub struct SealArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
-    /// Bitnami Sealed Secrets (bitnami.com/v1alpha1 SealedSecret files) opened with the
-    /// Bitnami controller's private keys, sealed to gitseal recipients with the same name,
+    /// Bitnami Sealed Secrets (bitnami.com/v1alpha1 SealedSecrets) into gitseal SealedSecrets.
+    ///
+    /// Each file is opened in memory with the Bitnami controller's private keys and sealed to
+    /// the recipients `gitseal seal` would use, with the same name,
     /// namespace, scope (strict; namespace-wide → namespace; cluster-wide → cluster) and
     /// template (labels, annotations, type, immutable, data). Files of a directory holding
     /// no Bitnami SealedSecret are skipped (listed on stderr); a file mixing them with other
-    /// documents is refused. Nothing is written unless every input opens.
+    /// documents is refused. Nothing is written unless every input opened.
     SealedSecrets(ImportSealedSecretsArgs),
 }
 

@@ -141,7 +141,11 @@ impl Plan {
 }
 
 /// SealedSecrets into one file (atomically), or to stdout.
-pub(super) fn write_stream(file: Option<&Path>, sealed: &[SealedSecret], format: Format) -> CmdResult {
+pub(super) fn write_stream(
+    file: Option<&Path>,
+    sealed: &[SealedSecret],
+    format: Format,
+) -> CmdResult {
     let text = emit_sealed(sealed, format);
     match file {
         Some(path) => write_atomic(path, text.as_bytes(), PUBLIC_MODE)?,

@@ -132,7 +132,10 @@ fn secret_keys(
     let before = out.len();
     pem_keys(&field, pem, out)?;
     if out.len() == before {
-        return Err(ManifestError::input(field, "no RSA private key in this PEM"));
+        return Err(ManifestError::input(
+            field,
+            "no RSA private key in this PEM",
+        ));
     }
     Ok(())
 }
@@ -213,7 +216,11 @@ pub fn open_sealed(
 ) -> Result<SecretInput, ManifestError> {
     let (v, at) = (&doc.value, &doc.at);
     if !is_bitnami(v) {
-        return Err(wrong_kind(v, at, &format!("Bitnami SealedSecret ({API_VERSION})")));
+        return Err(wrong_kind(
+            v,
+            at,
+            &format!("Bitnami SealedSecret ({API_VERSION})"),
+        ));
     }
     let name = str_field(v, at, "metadata.name")?
         .filter(|n| !n.is_empty())
@@ -225,7 +232,10 @@ pub fn open_sealed(
         .filter(|n| !n.is_empty())
         .or(default_namespace)
         .map(str::to_string);
-    if !matches!(v.get("spec").and_then(|s| s.get("data")), None | Some(Value::Null)) {
+    if !matches!(
+        v.get("spec").and_then(|s| s.get("data")),
+        None | Some(Value::Null)
+    ) {
         return Err(ManifestError::input(
             at.field("spec.data"),
             "the deprecated whole-Secret format (spec.data) is not supported: re-seal this \
@@ -236,13 +246,18 @@ pub fn open_sealed(
     if scope != Scope::Cluster && namespace.is_none() {
         return Err(ManifestError::input(
             at.field("metadata.namespace"),
-            format!("a {scope}-scoped value is bound to its namespace: set metadata.namespace or pass -n"),
+            format!(
+                "a {scope}-scoped value is bound to its namespace: set metadata.namespace or pass -n"
+            ),
         ));
     }
     let label = label(scope, namespace.as_deref().unwrap_or(""), &name);
 
     let mut data = BTreeMap::new();
-    for (key, value) in map_field(v, at, "spec.encryptedData")?.into_iter().flatten() {
+    for (key, value) in map_field(v, at, "spec.encryptedData")?
+        .into_iter()
+        .flatten()
+    {
         let field = at.field(format!("spec.encryptedData.{key}"));
         check_key(key, &field)?;
         let blob = base64_value(value, &field)?;
@@ -288,7 +303,10 @@ fn decrypt(
     let truncated = || {
         (
             ErrorKind::Tampered,
-            format!("truncated: {} bytes, shorter than its RSA part says", blob.len()),
+            format!(
+                "truncated: {} bytes, shorter than its RSA part says",
+                blob.len()
+            ),
         )
     };
     let (len, rest) = blob.split_first_chunk::<2>().ok_or_else(truncated)?;
@@ -307,7 +325,10 @@ fn decrypt(
             continue;
         };
         if session.len() != SESSION_KEY_LEN {
-            return Err((ErrorKind::Tampered, "the session key is not 32 bytes".into()));
+            return Err((
+                ErrorKind::Tampered,
+                "the session key is not 32 bytes".into(),
+            ));
         }
         let cipher = Aes256Gcm::new_from_slice(&session).expect("32-byte key");
         // Bitnami uses each session key once, with the all-zero nonce.
@@ -338,12 +359,12 @@ fn decrypt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::parse_documents;
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
-    use crate::manifest::parse_documents;
+    use rand::RngCore;
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-    use rand::RngCore;
 
     /// Bitnami's `HybridEncrypt`, for the tests.
     fn hybrid_encrypt(key: &RsaPrivateKey, plain: &[u8], label: &str) -> String {
@@ -417,7 +438,11 @@ mod tests {
             (Some(NAMESPACE_WIDE), Scope::Namespace, "ns"),
             (Some(CLUSTER_WIDE), Scope::Cluster, ""),
         ] {
-            let doc = sealed("db", anno, &[("user", hybrid_encrypt(&key, b"admin", label))]);
+            let doc = sealed(
+                "db",
+                anno,
+                &[("user", hybrid_encrypt(&key, b"admin", label))],
+            );
             let input = open_sealed(&doc, &keys, None).unwrap();
             assert_eq!(input.scope, Some(scope));
             assert_eq!(input.data["user"].expose(), b"admin");
@@ -440,7 +465,11 @@ mod tests {
         let key = new_key();
         let keys = keys_of(&pkcs1(&key));
         // Sealed for ns/other, found at ns/db; and namespace-wide for another namespace.
-        for (anno, label) in [(None, "ns/other"), (Some(NAMESPACE_WIDE), "prod"), (None, "")] {
+        for (anno, label) in [
+            (None, "ns/other"),
+            (Some(NAMESPACE_WIDE), "prod"),
+            (None, ""),
+        ] {
             let doc = sealed("db", anno, &[("user", hybrid_encrypt(&key, b"x", label))]);
             let err = open_sealed(&doc, &keys, None).unwrap_err();
             assert_eq!(err.kind, ErrorKind::KeyNotFound, "{err}");
@@ -474,7 +503,9 @@ mod tests {
     fn truncated_or_damaged_values_fail_as_tampered() {
         let key = new_key();
         let keys = keys_of(&pkcs1(&key));
-        let good = STANDARD.decode(hybrid_encrypt(&key, b"secret", "ns/db")).unwrap();
+        let good = STANDARD
+            .decode(hybrid_encrypt(&key, b"secret", "ns/db"))
+            .unwrap();
         for cut in [1, 2, 100, good.len() - 1] {
             let doc = sealed("db", None, &[("k", STANDARD.encode(&good[..cut]))]);
             let err = open_sealed(&doc, &keys, None).unwrap_err();
@@ -484,7 +515,10 @@ mod tests {
         let mut flipped = good.clone();
         *flipped.last_mut().unwrap() ^= 1;
         let doc = sealed("db", None, &[("k", STANDARD.encode(&flipped))]);
-        assert_eq!(open_sealed(&doc, &keys, None).unwrap_err().kind, ErrorKind::Tampered);
+        assert_eq!(
+            open_sealed(&doc, &keys, None).unwrap_err().kind,
+            ErrorKind::Tampered
+        );
     }
 
     #[test]
@@ -500,19 +534,32 @@ mod tests {
                 STANDARD.encode(pem)
             )
         };
-        let list = format!("apiVersion: v1\nkind: List\nitems: [{}, {}]\n", secret(&p1), secret(&p8));
+        let list = format!(
+            "apiVersion: v1\nkind: List\nitems: [{}, {}]\n",
+            secret(&p1),
+            secret(&p8)
+        );
         let keys = parse_keys("keys.yaml", &list).unwrap();
         assert_eq!(keys.len(), 2);
         let docs = format!("---\n{}\n---\n{}\n", secret(&p1), secret(&p8));
         assert_eq!(parse_keys("keys.yaml", &docs).unwrap().len(), 2);
         // Debug names the origin only.
         let shown = format!("{:?}", keys[1]);
-        assert!(shown.contains("items[1].data.tls.key") && !shown.contains("BEGIN"), "{shown}");
+        assert!(
+            shown.contains("items[1].data.tls.key") && !shown.contains("BEGIN"),
+            "{shown}"
+        );
         let doc = sealed("db", None, &[("k", hybrid_encrypt(&key, b"v", "ns/db"))]);
-        assert_eq!(open_sealed(&doc, &keys[1..], None).unwrap().data["k"].expose(), b"v");
+        assert_eq!(
+            open_sealed(&doc, &keys[1..], None).unwrap().data["k"].expose(),
+            b"v"
+        );
 
-        let err = parse_keys("keys.yaml", "apiVersion: v1\nkind: List\nitems: [{kind: Secret, data: {}}]\n")
-            .unwrap_err();
+        let err = parse_keys(
+            "keys.yaml",
+            "apiVersion: v1\nkind: List\nitems: [{kind: Secret, data: {}}]\n",
+        )
+        .unwrap_err();
         assert_eq!(err.at.to_string(), "keys.yaml:1:items[0].data.tls.key");
         let err = parse_keys("k.pem", cert).unwrap_err();
         assert!(err.message.contains("no RSA private key"), "{err}");
@@ -527,8 +574,13 @@ mod tests {
             let doc = parse_documents("s.yaml", text).unwrap().remove(0);
             open_sealed(&doc, &keys, None).unwrap_err()
         };
-        let err = open("apiVersion: gitseal.dev/v1\nkind: SealedSecret\nmetadata: {name: a, namespace: b}\n");
-        assert_eq!((err.kind, err.at.field.as_str()), (ErrorKind::Input, "kind"));
+        let err = open(
+            "apiVersion: gitseal.dev/v1\nkind: SealedSecret\nmetadata: {name: a, namespace: b}\n",
+        );
+        assert_eq!(
+            (err.kind, err.at.field.as_str()),
+            (ErrorKind::Input, "kind")
+        );
         let err = open(
             "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {name: a, namespace: b}\nspec: {data: AAAA}\n",
         );

@@ -64,7 +64,9 @@ pub fn bin() -> &'static str {
 
 pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
     let mut cmd = Command::new(bin());
-    cmd.args(args).current_dir(dir).env_remove("GITSEAL_IDENTITY");
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("GITSEAL_IDENTITY");
     run_command(cmd, stdin)
 }
 
