@@ -176,20 +176,7 @@ fn every_scope_and_the_template_carry_over_and_unseal_to_the_input() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
     );
 
-    let out = s.run(
-        &[
-            "import",
-            "sealed-secrets",
-            "bitnami",
-            "--keys",
-            "keys.yaml",
-            "-r",
-            &s.public,
-            "-w",
-            "out",
-        ],
-        None,
-    );
+    let out = import(&s, "keys.yaml", &["bitnami", "-w", "out"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr.contains("skipped bitnami/config.yaml"),
@@ -257,20 +244,7 @@ fn keys_after_a_renewal_open_every_file_as_kubeseal_recovery_does() {
         );
         names.push(name);
     }
-    let out = s.run(
-        &[
-            "import",
-            "sealed-secrets",
-            "in",
-            "--keys",
-            "keys.yaml",
-            "-r",
-            &s.public,
-            "-w",
-            "out",
-        ],
-        None,
-    );
+    let out = import(&s, "keys.yaml", &["in", "-w", "out"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for name in &names {
         let file = format!("in/{name}.yaml");
@@ -302,22 +276,16 @@ fn keys_after_a_renewal_open_every_file_as_kubeseal_recovery_does() {
         assert_eq!(ours["metadata"]["annotations"], Value::Object(annotations));
     }
     // The keys also work as PEM files, PKCS#8 (openssl's) and the PKCS#1 of a Secret.
-    let out = s.run(
-        &[
-            "import",
-            "sealed-secrets",
-            "in",
-            "--keys",
-            "old.key",
-            "--keys",
-            "new.key",
-            "-r",
-            &s.public,
-        ],
-        None,
-    );
+    let out = import(&s, "old.key", &["in", "--keys", "new.key"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(yaml_docs(&out.stdout).len(), names.len());
+}
+
+/// `gitseal import sealed-secrets ARGS… --keys KEYS -r <the scratch's age key>`.
+fn import(s: &Scratch, keys: &str, args: &[&str]) -> clitool::Run {
+    let mut all = vec!["import", "sealed-secrets", "--keys", keys, "-r", &s.public];
+    all.extend_from_slice(args);
+    s.run(&all, None)
 }
 
 /// A value of `doc` with its last `cut` bytes cut off.
@@ -335,33 +303,9 @@ fn bad_input_fails_with_its_exit_code_naming_the_field_and_writes_nothing() {
     key_list(&s, "other.yaml", &[&k2]);
     let good = kubeseal_seal(&s, "k1", "strict", &secret());
     let ns_wide = kubeseal_seal(&s, "k1", "namespace-wide", &secret());
-    let import = |args: &[&str]| {
-        let mut all = vec![
-            "import",
-            "sealed-secrets",
-            "--keys",
-            "keys.yaml",
-            "-r",
-            &s.public,
-        ];
-        all.extend_from_slice(args);
-        s.run(&all, None)
-    };
-
     // A wrong key: exit 4, file:doc:field.
     s.write("one/db.yaml", &good);
-    let out = s.run(
-        &[
-            "import",
-            "sealed-secrets",
-            "one/db.yaml",
-            "--keys",
-            "other.yaml",
-            "-r",
-            &s.public,
-        ],
-        None,
-    );
+    let out = import(&s, "other.yaml", &["one/db.yaml"]);
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(
         out.stderr
@@ -447,7 +391,7 @@ fn bad_input_fails_with_its_exit_code_naming_the_field_and_writes_nothing() {
             runs.push(vec![dir.as_str(), "--in-place"]);
         }
         for args in runs {
-            let out = import(&args);
+            let out = import(&s, "keys.yaml", &args);
             assert_eq!(out.code, *code, "{what} {args:?}: {}", out.stderr);
             assert!(
                 out.stderr.contains(message),
@@ -486,19 +430,7 @@ fn in_place_rewrites_every_bitnami_file_and_leaves_the_rest() {
     s.write("repo/deep/b.json", &json_sealed);
     let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
     s.write("repo/c.yaml", other);
-    let out = s.run(
-        &[
-            "import",
-            "sealed-secrets",
-            "repo",
-            "--keys",
-            "k1.key",
-            "-r",
-            &s.public,
-            "--in-place",
-        ],
-        None,
-    );
+    let out = import(&s, "k1.key", &["repo", "--in-place"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr.contains("imported 2 files in place"),
@@ -520,19 +452,7 @@ fn in_place_rewrites_every_bitnami_file_and_leaves_the_rest() {
     }
     // Run again: nothing left to import (exit 3), nothing changed.
     let before = s.read("repo/a.yaml");
-    let out = s.run(
-        &[
-            "import",
-            "sealed-secrets",
-            "repo",
-            "--keys",
-            "k1.key",
-            "-r",
-            &s.public,
-            "--in-place",
-        ],
-        None,
-    );
+    let out = import(&s, "k1.key", &["repo", "--in-place"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(s.read("repo/a.yaml"), before);
     // --in-place needs files; -w and --in-place exclude each other.
