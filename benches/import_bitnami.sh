@@ -105,7 +105,7 @@ echo "checked: gitseal's import and kubeseal's recovery-unseal give the same val
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 gm=$(median "${g[@]}") km=$(median "${k[@]}")
-printf '\n%d files, median of %d: gitseal import %.2f s (%.1f ms/file), kubeseal --recovery-unseal loop %.2f s (%.1f ms/file): %.0fx\n' \
+printf '\n%d files, median of %d: gitseal import %.2f s (%.1f ms/file), kubeseal --recovery-unseal loop %.2f s (%.1f ms/file): kubeseal/gitseal %.2f\n' \
 	"$files" "$runs" "$gm" "$(echo "$gm * 1000 / $files" | bc -l)" "$km" "$(echo "$km * 1000 / $files" | bc -l)" "$(echo "$km / $gm" | bc -l)"
 echo "runs: gitseal ${g[*]}; kubeseal ${k[*]}"
 date -u
