@@ -368,6 +368,14 @@ fn bad_input_fails_with_its_exit_code_naming_the_field_and_writes_nothing() {
         ":2: not a Bitnami SealedSecret",
         false,
     ));
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": [yaml_docs(&good).remove(0)]});
+    cases.push((
+        "list",
+        gitseal::yaml::to_string(&list).unwrap(),
+        3,
+        ":1:items: a List of Bitnami SealedSecrets",
+        false,
+    ));
     let mut old = yaml_docs(&good).remove(0);
     old["spec"] = json!({"data": "AAAA"});
     cases.push((

@@ -72,12 +72,20 @@ pub(super) fn run_import(
 }
 
 /// `gitseal import sealed-secrets`. A file holding Bitnami SealedSecrets and other documents
-/// is refused (exit 3): rewriting it would drop or reformat the others.
+/// is refused (exit 3): rewriting it would drop or reformat the others; so is a `List` of
+/// them (a directory must not skip one as holding none).
 pub fn sealed_secrets(args: ImportSealedSecretsArgs) -> CmdResult {
     let keys = read_keys(&args.keys)?;
     let namespace = args.out.out.namespace.as_deref();
     let open = |src: &Source, text: &str| -> Result<Vec<SecretInput>, Failure> {
         let docs = parse_documents(&src.name(), text)?;
+        // `kubectl get sealedsecrets -o yaml` prints a List: never skip one as "none here".
+        if let Some(list) = docs.iter().find(|d| lists_bitnami(&d.value)) {
+            return Err(Failure::input(format!(
+                "{}:items: a List of Bitnami SealedSecrets: give each its own document, then import",
+                list.at
+            )));
+        }
         if !docs.iter().any(|d| is_bitnami(&d.value)) {
             return Ok(Vec::new());
         }
@@ -93,6 +101,15 @@ pub fn sealed_secrets(args: ImportSealedSecretsArgs) -> CmdResult {
             .collect()
     };
     run_import(&args.out, &args.inputs, "Bitnami SealedSecret", &open)
+}
+
+/// Whether a document is a `List` holding a Bitnami SealedSecret.
+fn lists_bitnami(doc: &serde_json::Value) -> bool {
+    doc.get("kind").and_then(serde_json::Value::as_str) == Some("List")
+        && doc
+            .get("items")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|items| items.iter().any(is_bitnami))
 }
 
 /// Every key of the `--keys` files.
