@@ -1,7 +1,8 @@
 //! gitseal: seal Kubernetes Secrets for GitOps.
 //!
 //! Layers, imports pointing down only:
-//! `cli` → `controller` → `unsealer` (the pure core) → `keyring` → `api`; `manifest` → `format` → `crypto`
+//! `cli` → `controller` → `unsealer` (the pure core) → `keyring` → `api`; `cli` → `migrate` (other
+//! tools' files) → `manifest` → `format` → `crypto`
 //! (`api` and `manifest` read `format`'s scope and envelope types, so the CLI emits exactly
 //! what the controller reads).
 
@@ -12,6 +13,7 @@ pub mod crypto;
 pub mod format;
 pub mod keyring;
 pub mod manifest;
+pub mod migrate;
 pub mod template;
 pub mod unsealer;
 pub mod yaml;

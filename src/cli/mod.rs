@@ -5,11 +5,13 @@
 mod backup;
 mod completions;
 mod controller;
+mod import;
 mod io;
 mod key_state;
 mod keygen;
 mod keys;
 mod kube;
+mod output;
 mod recipients;
 mod reseal;
 mod seal;
@@ -69,6 +71,10 @@ pub enum Command {
     Keys(KeysCommand),
     /// Create a new Active SealingKey; the controller makes the previous one DecryptOnly.
     Rotate(KeysListArgs),
+    /// Turn another tool's encrypted Secret files into gitseal SealedSecrets, decrypting in
+    /// memory only (no plain text on disk).
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Rewrite committed SealedSecrets with the envelopes the controller re-wrapped to the
     /// Active key (only envelope lines change; no plain text, no private key needed).
     Reseal(ResealArgs),
@@ -116,13 +122,9 @@ pub struct RecipientArgs {
     pub keyrings: Vec<PathBuf>,
 }
 
+/// Where sealed manifests go (`seal` and `import`).
 #[derive(Debug, Args)]
-pub struct SealArgs {
-    /// Secret manifests: files, directories (recursive: *.yaml, *.yml, *.json) or `-` for stdin.
-    #[arg(value_name = "FILE|DIR|-")]
-    pub inputs: Vec<String>,
-    #[command(flatten)]
-    pub recipients: RecipientArgs,
+pub struct WriteArgs {
     /// Write to FILE atomically instead of stdout; a directory (mirrored) when the input is one.
     #[arg(short = 'w', long = "write", value_name = "PATH")]
     pub write: Option<PathBuf>,
@@ -132,6 +134,17 @@ pub struct SealArgs {
     /// Namespace for Secrets that name none.
     #[arg(short, long)]
     pub namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// Secret manifests: files, directories (recursive: *.yaml, *.yml, *.json) or `-` for stdin.
+    #[arg(value_name = "FILE|DIR|-")]
+    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    #[command(flatten)]
+    pub out: WriteArgs,
     /// How far values may travel (default: the input's gitseal.dev/scope annotation, then
     /// `.gitseal.yaml`, then strict).
     #[arg(long, value_parser = parse_scope)]
@@ -158,6 +171,47 @@ pub struct SealArgs {
     /// Seal Secrets without any data.
     #[arg(long)]
     pub allow_empty: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Bitnami Sealed Secrets (bitnami.com/v1alpha1 SealedSecrets) into gitseal SealedSecrets.
+    ///
+    /// Each file is opened in memory with the Bitnami controller's private keys and sealed to
+    /// the recipients `gitseal seal` would use, with the same name,
+    /// namespace, scope (strict; namespace-wide → namespace; cluster-wide → cluster) and
+    /// template (labels, annotations, type, immutable, data). Files of a directory holding
+    /// no Bitnami SealedSecret are skipped (listed on stderr); a file mixing them with other
+    /// documents is refused. Nothing is written unless every input opened.
+    SealedSecrets(ImportSealedSecretsArgs),
+}
+
+/// What every importer shares: recipients and where the SealedSecrets go.
+#[derive(Debug, Args)]
+pub struct ImportOutputArgs {
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    #[command(flatten)]
+    pub out: WriteArgs,
+    /// Rewrite each input file in place (atomically, keeping its YAML or JSON format) instead
+    /// of writing elsewhere.
+    #[arg(long, conflicts_with_all = ["write", "output"])]
+    pub in_place: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportSealedSecretsArgs {
+    /// Bitnami SealedSecret manifests: files, directories (recursive: *.yaml, *.yml, *.json)
+    /// or `-` for stdin.
+    #[arg(value_name = "FILE|DIR|-")]
+    pub inputs: Vec<String>,
+    /// The Bitnami controller's private keys (repeatable, every key is tried): the output of
+    /// `kubectl get secret -n kube-system -l sealedsecrets.bitnami.com/sealed-secrets-key -o
+    /// yaml`, or PEM files (PKCS#1 or PKCS#8).
+    #[arg(long = "keys", value_name = "FILE", required = true)]
+    pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub out: ImportOutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -520,6 +574,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Keys(KeysCommand::Restore(args)) => backup::restore(args),
         Command::Keys(KeysCommand::Retire(args)) => keys::retire(args),
         Command::Rotate(args) => keys::rotate(args),
+        Command::Import(ImportCommand::SealedSecrets(args)) => import::sealed_secrets(args),
         Command::Reseal(args) => reseal::run(args),
         Command::Crds => {
             print!("{}", crate::api::crds_yaml());

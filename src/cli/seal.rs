@@ -3,7 +3,8 @@
 //! SealedSecret file. Everything is sealed in memory first; files are written only when all
 //! inputs succeeded, each atomically.
 
-use super::io::{PUBLIC_MODE, Source, expand, write_all_atomic, write_atomic};
+use super::io::{PUBLIC_MODE, Source, expand, write_atomic};
+use super::output::{Plan, in_order, write_stream};
 use super::recipients::{Recipients, none_configured};
 use super::{CmdResult, Failure, SealArgs, exit};
 use crate::api::SealedSecret;
@@ -14,7 +15,6 @@ use crate::manifest::{
     parse_documents, parse_sealed, parse_secret, seal,
 };
 use rand::Rng;
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -47,7 +47,7 @@ fn options<'a>(args: &'a SealArgs, resolved: &'a crate::manifest::Resolved) -> S
         recipients: &resolved.recipients,
         scope: args.scope,
         default_scope: resolved.scope.unwrap_or(Scope::Strict),
-        namespace: args.namespace.as_deref(),
+        namespace: args.out.namespace.as_deref(),
         allow_empty: args.allow_empty,
     }
 }
@@ -70,116 +70,26 @@ fn seal_source(
         .collect()
 }
 
-/// Seal many sources on every core. `.gitseal.yaml` rules match each source's rule path:
-/// where its sealed file will be written (`-w`), else the input file. Results come back in
-/// order; the first failure in that order wins, so errors don't depend on scheduling.
-fn seal_all(
-    args: &SealArgs,
-    jobs: &[(&Source, Option<&Path>)],
-    recipients: &mut Recipients,
-) -> Result<Vec<Vec<SealedSecret>>, Failure> {
-    let resolved = jobs
-        .iter()
-        .map(|(src, rule_path)| {
-            recipients
-                .for_path(*rule_path)?
-                .ok_or_else(|| none_configured(&src.name()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    // Every result is kept, then the first failure in input order is returned: rayon's own
-    // `collect` into a `Result` would return whichever failure some thread saw first.
-    jobs.par_iter()
-        .zip(&resolved)
-        .map(|((src, _), resolved)| seal_source(args, src, resolved))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect()
-}
-
+/// Seal every source on every core, each to the recipients of its rule path
+/// ([`Plan::rule_path`]); the first failure in input order wins.
 fn seal_sources(args: &SealArgs, mut recipients: Recipients) -> CmdResult {
-    let inputs = if args.inputs.is_empty() {
-        vec!["-".to_string()]
-    } else {
-        args.inputs.clone()
-    };
-    let sources = expand(&inputs)?;
-    let format = args.output.into();
-    let mirrored = inputs.iter().any(|i| Path::new(i).is_dir()) && args.write.is_some();
-    if mirrored && inputs.len() != 1 {
-        return Err(Failure::usage(
-            "-w DIR mirrors one input directory; give exactly one",
-        ));
-    }
-    if sources.is_empty() {
-        return Err(Failure::input(format!(
-            "{}: no *.yaml, *.yml or *.json files",
-            inputs.join(" ")
-        )));
-    }
-    if mirrored {
-        let out_dir = args.write.clone().expect("mirrored implies -w");
-        let dests: Vec<PathBuf> = sources
-            .iter()
-            .map(|src| {
-                let path = src.path.as_ref().expect("directory entries are files");
-                let rel = path
-                    .strip_prefix(src.root.as_ref().expect("directory entry"))
-                    .unwrap_or(path);
-                out_dir.join(output_name(rel, format))
-            })
-            .collect();
-        let jobs: Vec<_> = sources
-            .iter()
-            .zip(&dests)
-            .map(|(src, dest)| (src, Some(dest.as_path())))
-            .collect();
-        let texts: Vec<String> = seal_all(args, &jobs, &mut recipients)?
-            .iter()
-            .map(|sealed| emit_sealed(sealed, format))
-            .collect();
-        let files: Vec<_> = dests
-            .iter()
-            .zip(&texts)
-            .map(|(path, text)| (path.as_path(), text.as_bytes()))
-            .collect();
-        write_all_atomic(&files, PUBLIC_MODE)?;
-        eprintln!("sealed {} files into {}", files.len(), out_dir.display());
-        return Ok(exit::OK);
-    }
-    let jobs: Vec<_> = sources
-        .iter()
-        .map(|src| (src, args.write.as_deref().or(src.path.as_deref())))
-        .collect();
-    let all: Vec<SealedSecret> = seal_all(args, &jobs, &mut recipients)?
-        .into_iter()
-        .flatten()
-        .collect();
-    emit(args, &all)
-}
-
-/// Mirrored output keeps the relative path, with the extension of the output format.
-fn output_name(rel: &Path, format: Format) -> PathBuf {
-    let ext = rel.extension().and_then(|e| e.to_str()).unwrap_or("yaml");
-    match (format, ext) {
-        (Format::Json, "json") | (Format::Yaml, "yaml" | "yml") => rel.to_path_buf(),
-        (Format::Json, _) => rel.with_extension("json"),
-        (Format::Yaml, _) => rel.with_extension("yaml"),
-    }
+    let plan = Plan::new(&args.inputs, &args.out, false)?;
+    let resolved = plan.resolve(&mut recipients, |_| true)?;
+    let jobs: Vec<_> = plan.sources.iter().zip(&resolved).collect();
+    let sealed = in_order(&jobs, |(src, resolved)| {
+        seal_source(args, src, resolved.as_ref().expect("every source resolved"))
+    })?;
+    plan.write(&sealed, "sealed")
 }
 
 fn emit(args: &SealArgs, sealed: &[SealedSecret]) -> CmdResult {
-    let text = emit_sealed(sealed, args.output.into());
-    match &args.write {
-        Some(path) => write_atomic(path, text.as_bytes(), PUBLIC_MODE)?,
-        None => print!("{text}"),
-    }
-    Ok(exit::OK)
+    write_stream(args.out.write.as_deref(), sealed, args.out.output.into())
 }
 
 fn seal_flags(args: &SealArgs, name: String, mut recipients: Recipients) -> CmdResult {
     let input = flag_input(args, name)?;
     let resolved = recipients
-        .for_path(args.write.as_deref())?
+        .for_path(args.out.write.as_deref())?
         .ok_or_else(|| none_configured("--from-* flags"))?;
     let sealed = seal(&input, &options(args, &resolved))?;
     emit(args, &[sealed])
@@ -246,13 +156,14 @@ fn flag_input(args: &SealArgs, name: String) -> Result<SecretInput, Failure> {
     Ok(SecretInput {
         at,
         name,
-        namespace: args.namespace.clone(),
+        namespace: args.out.namespace.clone(),
         data,
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
         type_: args.type_.clone(),
         immutable: None,
         scope: None,
+        template_data: BTreeMap::new(),
     })
 }
 

@@ -182,6 +182,7 @@ fn sealed_with(
         type_: None,
         immutable: None,
         scope: None,
+        template_data: BTreeMap::new(),
     };
     edit(&mut input);
     let opts = SealOptions {

@@ -142,7 +142,11 @@ fn template(input: &SecretInput) -> Option<SecretTemplate> {
         metadata,
         type_: input.type_.clone(),
         immutable: input.immutable,
-        data: Default::default(),
+        data: input
+            .template_data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     };
     (t != SecretTemplate::default()).then_some(t)
 }

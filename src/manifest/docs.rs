@@ -146,6 +146,14 @@ impl Format {
             _ => Format::Yaml,
         }
     }
+
+    /// JSON for a `*.json` file name, else YAML.
+    pub fn of_path(path: &std::path::Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
 }
 
 /// One document of a file, with its 1-based number.
@@ -336,6 +344,32 @@ pub(crate) fn string_map(doc: &Value, at: &Location, path: &str) -> Result<Vec<(
             )),
         })
         .collect()
+}
+
+/// An optional boolean (`immutable`).
+pub(crate) fn bool_field(doc: &Value, at: &Location, path: &str) -> Result<Option<bool>> {
+    match lookup(doc, path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(ManifestError::input(
+            at.field(path),
+            format!("expected a boolean, found {}", type_name(other)),
+        )),
+    }
+}
+
+/// A document that is not the kind a reader takes, as an error at its `kind`: `not a
+/// {wanted}: found apiVersion …, kind …`.
+pub(crate) fn wrong_kind(doc: &Value, at: &Location, wanted: &str) -> ManifestError {
+    let field = |name: &str| doc.get(name).and_then(Value::as_str).unwrap_or("none");
+    ManifestError::input(
+        at.field("kind"),
+        format!(
+            "not a {wanted}: found apiVersion {}, kind {}",
+            field("apiVersion"),
+            field("kind")
+        ),
+    )
 }
 
 fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {

@@ -20,8 +20,11 @@ pub use docs::{
     Document, Format, MAX_DEPTH, MAX_DOCUMENTS, MAX_INPUT_LEN, MAX_NODES, emit_documents,
     parse_documents,
 };
+/// Located field readers and checks, for the importers of other tools' files (`crate::migrate`).
+pub(crate) use docs::{bool_field, map_field, str_field, string_map, type_name, wrong_kind};
 pub use keyring_file::{KEYRING_KIND, KeyringEntry, KeyringFile, KeyringMeta};
 pub use sealed::{emit_sealed, is_sealed, parse_sealed};
+pub(crate) use secret::{LAST_APPLIED, base64_value, check_len};
 pub use secret::{SCOPE_ANNOTATION, SecretInput, check_key, is_secret, parse_secret};
 
 use std::fmt;

@@ -1,7 +1,7 @@
 //! Reading and writing SealedSecret documents, with located errors and a canonical output
 //! (sorted keys, one line per value and per wrapped key) so unchanged lines stay byte-identical.
 
-use super::docs::{map_field, str_field, type_name};
+use super::docs::{map_field, str_field, type_name, wrong_kind};
 use super::{Document, Format, ManifestError, Result};
 use crate::api::{API_VERSION, SealedSecret};
 use serde_json::Value;
@@ -16,15 +16,7 @@ pub fn is_sealed(doc: &Value) -> bool {
 pub fn parse_sealed(doc: &Document) -> Result<SealedSecret> {
     let (v, at) = (&doc.value, &doc.at);
     if !is_sealed(v) {
-        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("none");
-        let api = v
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("none");
-        return Err(ManifestError::input(
-            at.field("kind"),
-            format!("not a SealedSecret ({API_VERSION}): found apiVersion {api}, kind {kind}"),
-        ));
+        return Err(wrong_kind(v, at, &format!("SealedSecret ({API_VERSION})")));
     }
     if str_field(v, at, "metadata.name")?.is_none_or(str::is_empty) {
         return Err(ManifestError::input(

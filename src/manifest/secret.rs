@@ -1,7 +1,7 @@
 //! Reading a Secret manifest into validated parts: name, namespace, plain values (kept in
 //! zeroizing types), labels, annotations, type, immutable and the scope annotation.
 
-use super::docs::{map_field, str_field, string_map, type_name};
+use super::docs::{bool_field, map_field, str_field, string_map, type_name};
 use super::{Document, Location, ManifestError, Result};
 use crate::crypto::Plaintext;
 use crate::format::{MAX_VALUE_LEN, Scope};
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 /// Annotation on an input Secret choosing its scope (overridden by `--scope`).
 pub const SCOPE_ANNOTATION: &str = "gitseal.dev/scope";
 /// kubectl's bookkeeping annotation, which may hold the plain text: always dropped.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// A validated Secret document. `Debug` shows no values.
 pub struct SecretInput {
@@ -27,6 +27,9 @@ pub struct SecretInput {
     pub immutable: Option<bool>,
     /// Scope asked for by the `gitseal.dev/scope` annotation.
     pub scope: Option<Scope>,
+    /// `spec.template.data`: key → Go template rendered over the values in the cluster. Only
+    /// importers set it (Bitnami's files carry templates); a Secret manifest has none.
+    pub template_data: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for SecretInput {
@@ -83,19 +86,7 @@ pub fn parse_secret(doc: &Document) -> Result<SecretInput> {
         for (key, value) in map {
             let field = at.field(format!("data.{key}"));
             check_key(key, &field)?;
-            let encoded = match value {
-                Value::String(s) => s.as_str(),
-                Value::Null => "",
-                other => {
-                    return Err(ManifestError::input(
-                        field,
-                        format!("expected base64 text, found {}", type_name(other)),
-                    ));
-                }
-            };
-            let bytes = STANDARD
-                .decode(encoded.trim())
-                .map_err(|e| ManifestError::input(field.clone(), format!("invalid base64: {e}")))?;
+            let bytes = base64_value(value, &field)?;
             check_len(bytes.len(), &field)?;
             data.insert(key.clone(), Plaintext::new(bytes));
         }
@@ -128,16 +119,7 @@ pub fn parse_secret(doc: &Document) -> Result<SecretInput> {
         })?),
     };
     let type_ = str_field(v, at, "type")?.map(str::to_string);
-    let immutable = match v.get("immutable") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(other) => {
-            return Err(ManifestError::input(
-                at.field("immutable"),
-                format!("expected a boolean, found {}", type_name(other)),
-            ));
-        }
-    };
+    let immutable = bool_field(v, at, "immutable")?;
     Ok(SecretInput {
         at: at.clone(),
         name,
@@ -148,6 +130,7 @@ pub fn parse_secret(doc: &Document) -> Result<SecretInput> {
         type_,
         immutable,
         scope,
+        template_data: BTreeMap::new(),
     })
 }
 
@@ -166,6 +149,23 @@ pub fn check_key(key: &str, at: &Location) -> Result<()> {
             format!("invalid key name {key:?}: use 1-253 of [-._a-zA-Z0-9]"),
         ))
     }
+}
+
+/// A base64 field's bytes (`null`: none). The bytes may be plain text: callers wrap them.
+pub(crate) fn base64_value(value: &Value, field: &Location) -> Result<Vec<u8>> {
+    let encoded = match value {
+        Value::String(s) => s.as_str(),
+        Value::Null => "",
+        other => {
+            return Err(ManifestError::input(
+                field.clone(),
+                format!("expected base64 text, found {}", type_name(other)),
+            ));
+        }
+    };
+    STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| ManifestError::input(field.clone(), format!("invalid base64: {e}")))
 }
 
 pub(crate) fn check_len(len: usize, at: &Location) -> Result<()> {

@@ -63,15 +63,21 @@ pub fn bin() -> &'static str {
 }
 
 pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = Command::new(bin())
-        .args(args)
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
         .current_dir(dir)
-        .env_remove("GITSEAL_IDENTITY")
+        .env_remove("GITSEAL_IDENTITY");
+    run_command(cmd, stdin)
+}
+
+/// Run `cmd` with `stdin` (none: empty) and capture its output.
+pub fn run_command(mut cmd: Command, stdin: Option<&str>) -> Run {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("gitseal runs");
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     let input = stdin.unwrap_or("").to_string();
     let mut pipe = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
