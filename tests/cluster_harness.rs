@@ -272,12 +272,13 @@ async fn invalid_sealed_secrets_are_rejected_by_the_schema() {
             "{name}: error should name {field}: {err}"
         );
     }
-    // The same object with valid values is accepted.
+    // The same object with valid values is accepted (values start with gs1:<spec.scope>: since
+    // the CRD's own CEL rules; tests/admission.rs has the rest).
     api.create(
         &PostParams::default(),
         &object(
             "ok",
-            json!({"scope": "cluster", "encryptedData": {"k": "v"}}),
+            json!({"scope": "cluster", "encryptedData": {"k": "gs1:cluster:e1:AAAA"}}),
         ),
     )
     .await

@@ -130,6 +130,17 @@ fn crds_match_the_rust_types() {
 }
 
 #[test]
+fn admission_policy_matches_the_rust_code() {
+    let committed =
+        std::fs::read_to_string(deploy_dir().join("admission-policy.yaml")).unwrap_or_default();
+    assert!(
+        committed == gitseal::api::admission::policy_yaml(),
+        "deploy/admission-policy.yaml drifted from src/api/admission.rs: run \
+         `cargo run -q -- crds --admission-policy > deploy/admission-policy.yaml`"
+    );
+}
+
+#[test]
 fn every_manifest_parses_and_has_kind_and_name() {
     let docs = documents();
     assert!(!docs.is_empty());

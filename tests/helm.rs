@@ -60,6 +60,22 @@ fn helm_lint_passes_with_default_and_all_features_values() {
 }
 
 #[test]
+fn chart_admission_policy_is_deploys_byte_for_byte() {
+    let chart = std::fs::read_to_string(chart_dir().join("admission-policy.yaml")).unwrap();
+    let base = std::fs::read_to_string(root().join("deploy/admission-policy.yaml")).unwrap();
+    assert!(
+        chart == base,
+        "deploy/helm/gitseal/admission-policy.yaml differs from deploy/admission-policy.yaml: \
+         cp deploy/admission-policy.yaml deploy/helm/gitseal/admission-policy.yaml"
+    );
+    let off = helm_template(NS, &["--set", "admissionPolicy.enabled=false"]);
+    assert!(
+        !off.iter().any(|d| d["kind"] == "ValidatingAdmissionPolicy"),
+        "admissionPolicy.enabled=false renders no policy"
+    );
+}
+
+#[test]
 fn chart_crds_are_deploy_crds_byte_for_byte() {
     let chart = std::fs::read_to_string(chart_dir().join("crds/crds.yaml")).unwrap();
     let base = std::fs::read_to_string(root().join("deploy/crds.yaml")).unwrap();
@@ -81,7 +97,7 @@ fn chart_crds_are_deploy_crds_byte_for_byte() {
 
 /// The drift check: everything `kubectl apply -k deploy/` creates, the chart's default render
 /// creates too (but the Namespace: `helm install --create-namespace` makes that), with the same
-/// Deployment (but the image), RBAC, Service, PDB, NetworkPolicy and CRDs.
+/// Deployment (but the image), RBAC, Service, PDB, NetworkPolicy, CRDs and admission policy.
 #[test]
 fn kustomize_base_and_chart_default_render_agree() {
     let base = kustomize(&cluster::binary(), &root().join("deploy"));
@@ -103,10 +119,14 @@ fn kustomize_base_and_chart_default_render_agree() {
             doc["apiVersion"], b["apiVersion"],
             "{kind} {name}: apiVersion"
         );
-        assert_eq!(
-            doc["metadata"]["namespace"], b["metadata"]["namespace"],
-            "{kind} {name}: namespace"
-        );
+        // kustomize's namespace transformer does not know the admission policy kinds are
+        // cluster-scoped and stamps the namespace on them; kubectl and the API server drop it.
+        if !kind.starts_with("ValidatingAdmissionPolicy") {
+            assert_eq!(
+                doc["metadata"]["namespace"], b["metadata"]["namespace"],
+                "{kind} {name}: namespace"
+            );
+        }
         // The chart adds the usual instance/version/chart labels, never changes the base's.
         for (k, v) in b["metadata"]["labels"].as_object().into_iter().flatten() {
             assert_eq!(&doc["metadata"]["labels"][k], v, "{kind} {name}: label {k}");
@@ -118,7 +138,11 @@ fn kustomize_base_and_chart_default_render_agree() {
                 assert_eq!(doc["roleRef"], b["roleRef"], "{kind} {name} roleRef");
                 assert_eq!(doc["subjects"], b["subjects"], "{kind} {name} subjects");
             }
-            "Service" | "PodDisruptionBudget" | "NetworkPolicy" => {
+            "Service"
+            | "PodDisruptionBudget"
+            | "NetworkPolicy"
+            | "ValidatingAdmissionPolicy"
+            | "ValidatingAdmissionPolicyBinding" => {
                 assert_eq!(doc["spec"], b["spec"], "{kind} {name} spec")
             }
             "ServiceAccount" => {}

@@ -2,6 +2,7 @@
 //! `SealingKey`. The CRD YAML in deploy/ is generated from these types (`gitseal crds`), and a
 //! test fails if the committed copy drifts.
 
+pub mod admission;
 mod reason;
 mod sealed_secret;
 mod sealing_key;

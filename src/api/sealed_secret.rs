@@ -20,6 +20,16 @@ pub const MAX_WRAPPED_CHARS: u64 = 1368;
 pub const MAX_TEMPLATE_ENTRIES: u64 = 64;
 /// Characters of one `spec.template.data` template.
 pub const MAX_TEMPLATE_CHARS: u64 = 65536;
+
+// Admission rules in the CRD (CEL): only checks whose cost the API server can bound at the
+// limits above, i.e. prefixes (`startsWith` costs the prefix's length, `substring` a whole
+// 1.4 MB value times 4096 values: refused as over budget). Envelope references, value shape
+// and the namespace (which CRD rules cannot read) are checked by the ValidatingAdmissionPolicy
+// in admission.rs.
+/// `spec.boundTo` names this object: `<namespace>/<name>` (strict; the name is checked here),
+/// `<namespace>` (namespace scope), absent (cluster scope).
+const BOUND_TO_RULE: &str = "!has(self.spec.boundTo) || (self.spec.scope == 'strict' ? self.spec.boundTo.endsWith('/' + self.metadata.name) : self.spec.scope == 'namespace' && !self.spec.boundTo.contains('/'))";
+const BOUND_TO_MESSAGE: &str = "spec.boundTo must be <namespace>/<metadata.name> for scope strict, <namespace> for scope namespace, and absent for scope cluster";
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -40,9 +50,16 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Scope","type":"string","jsonPath":".spec.scope"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new(BOUND_TO_RULE).message(BOUND_TO_MESSAGE).field_path(".spec.boundTo")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.encryptedData.all(k, self.encryptedData[k].startsWith('gs1:' + self.scope + ':'))",
+    "messageExpression": "'spec.encryptedData.' + self.encryptedData.filter(k, !self.encryptedData[k].startsWith('gs1:' + self.scope + ':'))[0] + ': not sealed for spec.scope ' + self.scope",
+    "fieldPath": ".encryptedData",
+    "reason": "FieldValueInvalid",
+}]))]
 pub struct SealedSecretSpec {
     /// How far values may travel: strict (namespace + name + key), namespace, or cluster.
     #[serde(default)]
@@ -60,7 +77,14 @@ pub struct SealedSecretSpec {
         extend(
             "default" = {},
             "maxProperties" = MAX_VALUES,
-            "additionalProperties" = {"type": "string", "maxLength": MAX_VALUE_CHARS}
+            "additionalProperties" = {
+                "type": "string",
+                "maxLength": MAX_VALUE_CHARS,
+                "x-kubernetes-validations": [{
+                    "rule": "self.startsWith('gs1:strict:') || self.startsWith('gs1:namespace:') || self.startsWith('gs1:cluster:')",
+                    "message": "not a gitseal value gs1:<scope>:<envelope id>:<base64> (made by gitseal seal)",
+                }],
+            }
         )
     )]
     pub encrypted_data: Map<String>,

@@ -79,7 +79,12 @@ pub enum Command {
     /// Active key (only envelope lines change; no plain text, no private key needed).
     Reseal(ResealArgs),
     /// Print the CustomResourceDefinitions (generated from the Rust types).
-    Crds,
+    Crds {
+        /// Print the ValidatingAdmissionPolicy and its binding instead, which refuse malformed
+        /// SealedSecrets at admission (deploy/admission-policy.yaml; Kubernetes >= 1.30).
+        #[arg(long)]
+        admission_policy: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// Shell to generate completions for.
@@ -576,8 +581,15 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Rotate(args) => keys::rotate(args),
         Command::Import(ImportCommand::SealedSecrets(args)) => import::sealed_secrets(args),
         Command::Reseal(args) => reseal::run(args),
-        Command::Crds => {
-            print!("{}", crate::api::crds_yaml());
+        Command::Crds { admission_policy } => {
+            print!(
+                "{}",
+                if admission_policy {
+                    crate::api::admission::policy_yaml()
+                } else {
+                    crate::api::crds_yaml()
+                }
+            );
             Ok(exit::OK)
         }
         Command::Completions { shell } => completions::run(shell),

@@ -452,6 +452,8 @@ pub async fn uninstall(client: &Client, apps: &[&str]) {
         ("clusterrole", "gitseal-view"),
         ("clusterrole", "gitseal-edit"),
         ("clusterrolebinding", "gitseal-controller"),
+        ("validatingadmissionpolicy", "gitseal-sealedsecrets"),
+        ("validatingadmissionpolicybinding", "gitseal-sealedsecrets"),
     ] {
         let _ = Command::new(cluster::binary())
             .args(["kubectl", "delete", "--ignore-not-found", kind, name])
