@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod format;
 pub mod keyring;
 pub mod manifest;
+pub mod migrate;
 pub mod template;
 pub mod unsealer;
 pub mod yaml;

@@ -5,6 +5,7 @@
 mod backup;
 mod completions;
 mod controller;
+mod import_sops;
 mod io;
 mod key_state;
 mod keygen;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Rewrite committed SealedSecrets with the envelopes the controller re-wrapped to the
     /// Active key (only envelope lines change; no plain text, no private key needed).
     Reseal(ResealArgs),
+    /// Turn another tool's encrypted Secrets into SealedSecrets, without plain text on disk.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Print the CustomResourceDefinitions (generated from the Rust types).
     Crds,
     /// Print a shell completion script.
@@ -79,6 +83,37 @@ pub enum Command {
         /// Shell to generate completions for.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// SOPS-encrypted Secret manifests (YAML, multi-document YAML, JSON; age recipients):
+    /// each is decrypted in memory, checked as sops checks it (every value, the MAC) and
+    /// sealed. Identities: -i, then SOPS_AGE_KEY_FILE, SOPS_AGE_KEY and sops' default key file.
+    Sops(ImportSopsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportSopsArgs {
+    /// SOPS-encrypted Secret manifests: files, directories (recursive: *.yaml, *.yml,
+    /// *.json) or `-` for stdin.
+    #[arg(value_name = "FILE|DIR|-")]
+    pub inputs: Vec<String>,
+    /// age identity file that opens the SOPS files (repeatable; age-keygen format).
+    #[arg(short, long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    /// Write to FILE atomically instead of stdout; a directory (mirrored) when the input is one.
+    #[arg(short = 'w', long = "write", value_name = "PATH", conflicts_with = "in_place")]
+    pub write: Option<PathBuf>,
+    /// Replace each input file with its SealedSecrets (all written atomically, only when every
+    /// file imported).
+    #[arg(long)]
+    pub in_place: bool,
+    /// Output format.
+    #[arg(short, long = "output", value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// Output format of manifests.
@@ -499,6 +534,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Keys(KeysCommand::Retire(args)) => keys::retire(args),
         Command::Rotate(args) => keys::rotate(args),
         Command::Reseal(args) => reseal::run(args),
+        Command::Import(ImportCommand::Sops(args)) => import_sops::run(args),
         Command::Crds => {
             print!("{}", crate::api::crds_yaml());
             Ok(exit::OK)

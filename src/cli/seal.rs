@@ -39,7 +39,7 @@ pub fn run(args: SealArgs) -> CmdResult {
             .ok_or_else(|| Failure::usage("--from-* flags need --name NAME"))?;
         return seal_flags(&args, name, recipients);
     }
-    seal_sources(&args, recipients)
+    seal_sources(&args, recipients, &open_plain, false)
 }
 
 fn options<'a>(args: &'a SealArgs, resolved: &'a crate::manifest::Resolved) -> SealOptions<'a> {
@@ -52,21 +52,35 @@ fn options<'a>(args: &'a SealArgs, resolved: &'a crate::manifest::Resolved) -> S
     }
 }
 
+/// Reads one source (named, with its text) into the Secrets to seal: plain manifests for
+/// `gitseal seal`, another tool's files for `gitseal import`.
+pub(super) type Opener<'a> = dyn Fn(&Source, &str) -> Result<Vec<SecretInput>, Failure> + Sync + 'a;
+
+/// `gitseal seal`'s opener: plain Secret manifests.
+fn open_plain(src: &Source, text: &str) -> Result<Vec<SecretInput>, Failure> {
+    let name = src.name();
+    let docs = parse_documents(&name, text)?;
+    if docs.is_empty() {
+        return Err(Failure::input(format!("{name}: no documents")));
+    }
+    Ok(docs
+        .iter()
+        .map(parse_secret)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Seal every Secret of one source to `resolved`.
 fn seal_source(
     args: &SealArgs,
     src: &Source,
     resolved: &Resolved,
+    open: &Opener<'_>,
 ) -> Result<Vec<SealedSecret>, Failure> {
-    let name = src.name();
     let text = src.read()?;
-    let docs = parse_documents(&name, &text)?;
-    if docs.is_empty() {
-        return Err(Failure::input(format!("{name}: no documents")));
-    }
     let opts = options(args, resolved);
-    docs.iter()
-        .map(|doc| Ok(seal(&parse_secret(doc)?, &opts)?))
+    open(src, &text)?
+        .iter()
+        .map(|input| Ok(seal(input, &opts)?))
         .collect()
 }
 
@@ -77,6 +91,7 @@ fn seal_all(
     args: &SealArgs,
     jobs: &[(&Source, Option<&Path>)],
     recipients: &mut Recipients,
+    open: &Opener<'_>,
 ) -> Result<Vec<Vec<SealedSecret>>, Failure> {
     let resolved = jobs
         .iter()
@@ -90,13 +105,21 @@ fn seal_all(
     // `collect` into a `Result` would return whichever failure some thread saw first.
     jobs.par_iter()
         .zip(&resolved)
-        .map(|((src, _), resolved)| seal_source(args, src, resolved))
+        .map(|((src, _), resolved)| seal_source(args, src, resolved, open))
         .collect::<Vec<_>>()
         .into_iter()
         .collect()
 }
 
-fn seal_sources(args: &SealArgs, mut recipients: Recipients) -> CmdResult {
+/// Seal files, directories or stdin with `open`: to stdout, to `-w FILE`, mirrored into
+/// `-w DIR`, or (`in_place`) each back over its own input file. Files are written only when
+/// every input succeeded.
+pub(super) fn seal_sources(
+    args: &SealArgs,
+    mut recipients: Recipients,
+    open: &Opener<'_>,
+    in_place: bool,
+) -> CmdResult {
     let inputs = if args.inputs.is_empty() {
         vec!["-".to_string()]
     } else {
@@ -116,6 +139,27 @@ fn seal_sources(args: &SealArgs, mut recipients: Recipients) -> CmdResult {
             inputs.join(" ")
         )));
     }
+    if in_place {
+        if let Some(stdin) = sources.iter().find(|s| s.path.is_none()) {
+            return Err(Failure::usage(format!(
+                "--in-place rewrites files; {} is not one",
+                stdin.name()
+            )));
+        }
+        let jobs: Vec<_> = sources.iter().map(|s| (s, s.path.as_deref())).collect();
+        let texts: Vec<String> = seal_all(args, &jobs, &mut recipients, open)?
+            .iter()
+            .map(|sealed| emit_sealed(sealed, format))
+            .collect();
+        let files: Vec<_> = jobs
+            .iter()
+            .zip(&texts)
+            .map(|((_, path), text)| (path.expect("checked above"), text.as_bytes()))
+            .collect();
+        write_all_atomic(&files, PUBLIC_MODE)?;
+        eprintln!("sealed {} files in place", files.len());
+        return Ok(exit::OK);
+    }
     if mirrored {
         let out_dir = args.write.clone().expect("mirrored implies -w");
         let dests: Vec<PathBuf> = sources
@@ -133,7 +177,7 @@ fn seal_sources(args: &SealArgs, mut recipients: Recipients) -> CmdResult {
             .zip(&dests)
             .map(|(src, dest)| (src, Some(dest.as_path())))
             .collect();
-        let texts: Vec<String> = seal_all(args, &jobs, &mut recipients)?
+        let texts: Vec<String> = seal_all(args, &jobs, &mut recipients, open)?
             .iter()
             .map(|sealed| emit_sealed(sealed, format))
             .collect();
@@ -150,7 +194,7 @@ fn seal_sources(args: &SealArgs, mut recipients: Recipients) -> CmdResult {
         .iter()
         .map(|src| (src, args.write.as_deref().or(src.path.as_deref())))
         .collect();
-    let all: Vec<SealedSecret> = seal_all(args, &jobs, &mut recipients)?
+    let all: Vec<SealedSecret> = seal_all(args, &jobs, &mut recipients, open)?
         .into_iter()
         .flatten()
         .collect();

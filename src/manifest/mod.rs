@@ -20,6 +20,7 @@ pub use docs::{
     Document, Format, MAX_DEPTH, MAX_DOCUMENTS, MAX_INPUT_LEN, MAX_NODES, emit_documents,
     parse_documents,
 };
+pub(crate) use docs::{parse_error, parse_one, split_yaml};
 pub use keyring_file::{KEYRING_KIND, KeyringEntry, KeyringFile, KeyringMeta};
 pub use sealed::{emit_sealed, is_sealed, parse_sealed};
 pub use secret::{SCOPE_ANNOTATION, SecretInput, check_key, is_secret, parse_secret};

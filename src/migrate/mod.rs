@@ -1,0 +1,3 @@
+//! Reading the files of other secret tools (SOPS, Bitnami Sealed Secrets) into gitseal inputs.
+
+pub mod sops;
