@@ -831,6 +831,7 @@ mod tests {
     const JSON: &str = include_str!("../../tests/fixtures/sops/secret.sops.json");
     const MULTI: &str = include_str!("../../tests/fixtures/sops/multi.sops.yaml");
     const SUFFIX: &str = include_str!("../../tests/fixtures/sops/suffix.sops.yaml");
+    const TYPED: &str = include_str!("../../tests/fixtures/sops/typed.sops.yaml");
 
     #[test]
     fn files_made_by_sops_open_with_their_mac() {
@@ -865,6 +866,30 @@ mod tests {
         let err = open_fixture("m", &off).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Tampered, "{err}");
         assert!(err.message.contains("MAC mismatch"), "{err}");
+    }
+
+    #[test]
+    fn typed_values_enter_the_mac_as_go_formats_them() {
+        // Plain int, float, bool, null and "" beside encrypted int, float, bool, str and "".
+        // The MAC passes; then a number under stringData is no Secret (an input error).
+        let err = open_fixture("t", TYPED).unwrap_err();
+        assert_eq!(
+            (err.kind, err.at.field.as_str()),
+            (ErrorKind::Input, "stringData.n"),
+            "{err}"
+        );
+        for (from, to) in [
+            ("weight: 1.5", "weight: 1.25"),
+            ("generation: 3", "generation: 4"),
+            ("immutable: true", "immutable: false"),
+            ("flag: \"yes\"", "flag: \"no\""),
+        ] {
+            let err = open_fixture("t", &TYPED.replace(from, to)).unwrap_err();
+            assert_eq!(err.at.field, "sops.mac", "{from}: {err}");
+        }
+        // Same value, other spelling: Go's MAC bytes are the same (FormatFloat, Itoa).
+        let err = open_fixture("t", &TYPED.replace("weight: 1.5", "weight: 1.50")).unwrap_err();
+        assert_eq!(err.at.field, "stringData.n", "{err}");
     }
 
     #[test]
