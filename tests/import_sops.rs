@@ -148,8 +148,9 @@ fn files_sops_encrypted_import_to_what_sops_decrypts() {
 #[test]
 fn mac_only_encrypted_files_import() {
     let s = Scratch::new();
+    // sops looks for .sops.yaml from its working directory up.
     s.write(
-        "mo/.sops.yaml",
+        ".sops.yaml",
         &format!(
             "creation_rules:\n  - age: {}\n    encrypted_regex: '^(data|stringData)$'\n    mac_only_encrypted: true\n",
             s.public
@@ -171,11 +172,12 @@ fn a_directory_is_mirrored_or_rewritten_in_place() {
     let s = Scratch::new();
     s.write("secret.yaml", SECRET);
     encrypt(&s, &[], "secret.yaml", "tree/a/db.yaml");
-    encrypt(&s, &[], "secret.yaml", "tree/b.json");
+    encrypt(&s, &["--output-type", "json"], "secret.yaml", "tree/b.json");
     let out = gitseal(&s, &["import", "sops", "-i", "key.txt", "-r", &s.public, "-w", "sealed", "tree"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(s.read("sealed/a/db.yaml").contains("kind: SealedSecret"));
-    assert!(s.read("sealed/b.json").contains("SealedSecret"));
+    // Mirrored output takes the format of -o (YAML by default) and its extension.
+    assert!(s.read("sealed/b.yaml").contains("kind: SealedSecret"));
     // SOPS_AGE_KEY_FILE is read as sops reads it.
     let out = run(
         &s,
@@ -184,6 +186,7 @@ fn a_directory_is_mirrored_or_rewritten_in_place() {
             .env("SOPS_AGE_KEY_FILE", s.path("key.txt")),
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(s.read("tree/b.json").starts_with('{'), "in place keeps JSON");
     for f in ["tree/a/db.yaml", "tree/b.json"] {
         let text = s.read(f);
         assert!(text.contains("SealedSecret") && !text.contains("sops"), "{f}: {text}");

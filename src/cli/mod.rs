@@ -108,7 +108,7 @@ pub struct ImportSopsArgs {
     #[arg(short = 'w', long = "write", value_name = "PATH", conflicts_with = "in_place")]
     pub write: Option<PathBuf>,
     /// Replace each input file with its SealedSecrets (all written atomically, only when every
-    /// file imported).
+    /// file imported; a `.json` file stays JSON).
     #[arg(long)]
     pub in_place: bool,
     /// Output format.

@@ -147,9 +147,14 @@ pub(super) fn seal_sources(
             )));
         }
         let jobs: Vec<_> = sources.iter().map(|s| (s, s.path.as_deref())).collect();
+        // A file keeps its format: a `.json` file is rewritten as JSON whatever `-o` says.
         let texts: Vec<String> = seal_all(args, &jobs, &mut recipients, open)?
             .iter()
-            .map(|sealed| emit_sealed(sealed, format))
+            .zip(&jobs)
+            .map(|(sealed, (_, path))| {
+                let json = path.and_then(Path::extension).is_some_and(|e| e == "json");
+                emit_sealed(sealed, if json { Format::Json } else { format })
+            })
             .collect();
         let files: Vec<_> = jobs
             .iter()
