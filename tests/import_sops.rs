@@ -29,17 +29,19 @@ stringData:
   port: \"5432\"
 ";
 
-/// Run a command in the scratch directory with only the given sops key in the environment.
-fn run(s: &Scratch, cmd: &mut Command) -> Run {
-    let out = cmd
-        .current_dir(s.dir.path())
+/// Run a command in the scratch directory with no identity from the environment, or (with
+/// `key_file`) the scratch key as `SOPS_AGE_KEY_FILE`.
+fn run(s: &Scratch, cmd: &mut Command, key_file: bool) -> Run {
+    cmd.current_dir(s.dir.path())
         .env_remove("SOPS_AGE_KEY")
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("GITSEAL_IDENTITY")
         .env("HOME", s.dir.path())
-        .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .unwrap();
+        .env_remove("XDG_CONFIG_HOME");
+    if key_file {
+        cmd.env("SOPS_AGE_KEY_FILE", s.path("key.txt"));
+    }
+    let out = cmd.output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -52,8 +54,8 @@ fn run_sops(s: &Scratch, args: &[&str]) -> String {
         s,
         Command::new(sops())
             .arg("--disable-version-check")
-            .args(args)
-            .env("SOPS_AGE_KEY_FILE", s.path("key.txt")),
+            .args(args),
+        true,
     );
     assert_eq!(out.code, 0, "sops {args:?}: {}", out.stderr);
     out.stdout
@@ -69,7 +71,7 @@ fn encrypt(s: &Scratch, extra: &[&str], plain: &str, out: &str) {
 }
 
 fn gitseal(s: &Scratch, args: &[&str]) -> Run {
-    run(s, Command::new(bin()).args(args))
+    run(s, Command::new(bin()).args(args), false)
 }
 
 /// Each document's values as bytes: `data` decoded, `stringData` folded in (what the Secret
@@ -182,8 +184,8 @@ fn a_directory_is_mirrored_or_rewritten_in_place() {
     let out = run(
         &s,
         Command::new(bin())
-            .args(["import", "sops", "--in-place", "-r", &s.public, "tree"])
-            .env("SOPS_AGE_KEY_FILE", s.path("key.txt")),
+            .args(["import", "sops", "--in-place", "-r", &s.public, "tree"]),
+        true,
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(s.read("tree/b.json").starts_with('{'), "in place keeps JSON");
@@ -262,8 +264,8 @@ fn tampered_files_are_refused_naming_the_check() {
         let out = run(
             &s,
             Command::new(sops())
-                .args(["--disable-version-check", "decrypt", f])
-                .env("SOPS_AGE_KEY_FILE", s.path("key.txt")),
+                .args(["--disable-version-check", "decrypt", f]),
+            true,
         );
         assert_ne!(out.code, 0, "sops decrypted {f}");
     }
