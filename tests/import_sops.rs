@@ -100,11 +100,19 @@ fn secret_values(yaml: &str) -> Vec<BTreeMap<String, Vec<u8>>> {
 /// Import `file` with the scratch key, unseal the result with the same key and compare with
 /// `sops decrypt` of the same file.
 fn imports_like_sops_decrypt(s: &Scratch, file: &str) {
-    let out = gitseal(s, &["import", "sops", "-i", "key.txt", "-r", &s.public, "-w", "out.yaml", file]);
+    let out = gitseal(
+        s,
+        &[
+            "import", "sops", "-i", "key.txt", "-r", &s.public, "-w", "out.yaml", file,
+        ],
+    );
     assert_eq!(out.code, 0, "import {file}: {}", out.stderr);
     let sealed = s.read("out.yaml");
     assert!(sealed.contains("kind: SealedSecret"), "{sealed}");
-    assert!(!sealed.contains("hunter2") && !sealed.contains("admin"), "{sealed}");
+    assert!(
+        !sealed.contains("hunter2") && !sealed.contains("admin"),
+        "{sealed}"
+    );
     let unsealed = gitseal(s, &["unseal", "-i", "key.txt", "out.yaml"]);
     assert_eq!(unsealed.code, 0, "unseal: {}", unsealed.stderr);
     let want = secret_values(&run_sops(s, &["decrypt", file]));
@@ -125,12 +133,22 @@ fn files_sops_encrypted_import_to_what_sops_decrypts() {
         "secret.yaml",
         "regex.yaml",
     );
-    encrypt(&s, &["--unencrypted-regex", "^(metadata|kind|apiVersion|type)$"], "secret.yaml", "unregex.yaml");
+    encrypt(
+        &s,
+        &["--unencrypted-regex", "^(metadata|kind|apiVersion|type)$"],
+        "secret.yaml",
+        "unregex.yaml",
+    );
     s.write(
         "suffix-plain.yaml",
         &SECRET.replace("  labels:\n", "  labels_plain:\n"),
     );
-    encrypt(&s, &["--unencrypted-suffix", "_plain"], "suffix-plain.yaml", "suffix.yaml");
+    encrypt(
+        &s,
+        &["--unencrypted-suffix", "_plain"],
+        "suffix-plain.yaml",
+        "suffix.yaml",
+    );
     encrypt(
         &s,
         &["--encrypted-suffix", "Data", "--output-type", "json"],
@@ -139,10 +157,25 @@ fn files_sops_encrypted_import_to_what_sops_decrypts() {
     );
     s.write(
         "multi.yaml",
-        &format!("{SECRET}---\n# second\n{}", SECRET.replace("name: db", "name: cache")),
+        &format!(
+            "{SECRET}---\n# second\n{}",
+            SECRET.replace("name: db", "name: cache")
+        ),
     );
-    encrypt(&s, &["--encrypted-regex", "^(data|stringData)$"], "multi.yaml", "multi.sops.yaml");
-    for file in ["default.yaml", "regex.yaml", "unregex.yaml", "suffix.yaml", "secret.json", "multi.sops.yaml"] {
+    encrypt(
+        &s,
+        &["--encrypted-regex", "^(data|stringData)$"],
+        "multi.yaml",
+        "multi.sops.yaml",
+    );
+    for file in [
+        "default.yaml",
+        "regex.yaml",
+        "unregex.yaml",
+        "suffix.yaml",
+        "secret.json",
+        "multi.sops.yaml",
+    ] {
         imports_like_sops_decrypt(&s, file);
     }
 }
@@ -159,13 +192,27 @@ fn mac_only_encrypted_files_import() {
         ),
     );
     s.write("mo/secret.yaml", SECRET);
-    s.write("mo.sops.yaml", &run_sops(&s, &["encrypt", "mo/secret.yaml"]));
+    s.write(
+        "mo.sops.yaml",
+        &run_sops(&s, &["encrypt", "mo/secret.yaml"]),
+    );
     assert!(s.read("mo.sops.yaml").contains("mac_only_encrypted: true"));
     imports_like_sops_decrypt(&s, "mo.sops.yaml");
     // With mac_only_encrypted the plain parts are outside the MAC, as in sops.
     let edited = s.read("mo.sops.yaml").replace("app: db", "app: web");
     s.write("mo-edited.yaml", &edited);
-    let out = gitseal(&s, &["import", "sops", "-i", "key.txt", "-r", &s.public, "mo-edited.yaml"]);
+    let out = gitseal(
+        &s,
+        &[
+            "import",
+            "sops",
+            "-i",
+            "key.txt",
+            "-r",
+            &s.public,
+            "mo-edited.yaml",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
@@ -175,7 +222,12 @@ fn a_directory_is_mirrored_or_rewritten_in_place() {
     s.write("secret.yaml", SECRET);
     encrypt(&s, &[], "secret.yaml", "tree/a/db.yaml");
     encrypt(&s, &["--output-type", "json"], "secret.yaml", "tree/b.json");
-    let out = gitseal(&s, &["import", "sops", "-i", "key.txt", "-r", &s.public, "-w", "sealed", "tree"]);
+    let out = gitseal(
+        &s,
+        &[
+            "import", "sops", "-i", "key.txt", "-r", &s.public, "-w", "sealed", "tree",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(s.read("sealed/a/db.yaml").contains("kind: SealedSecret"));
     // Mirrored output takes the format of -o (YAML by default) and its extension.
@@ -183,15 +235,20 @@ fn a_directory_is_mirrored_or_rewritten_in_place() {
     // SOPS_AGE_KEY_FILE is read as sops reads it.
     let out = run(
         &s,
-        Command::new(bin())
-            .args(["import", "sops", "--in-place", "-r", &s.public, "tree"]),
+        Command::new(bin()).args(["import", "sops", "--in-place", "-r", &s.public, "tree"]),
         true,
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(s.read("tree/b.json").starts_with('{'), "in place keeps JSON");
+    assert!(
+        s.read("tree/b.json").starts_with('{'),
+        "in place keeps JSON"
+    );
     for f in ["tree/a/db.yaml", "tree/b.json"] {
         let text = s.read(f);
-        assert!(text.contains("SealedSecret") && !text.contains("sops"), "{f}: {text}");
+        assert!(
+            text.contains("SealedSecret") && !text.contains("sops"),
+            "{f}: {text}"
+        );
         let unsealed = gitseal(&s, &["unseal", "-i", "key.txt", f]);
         assert_eq!(unsealed.code, 0, "{}", unsealed.stderr);
         assert_eq!(secret_values(&unsealed.stdout), secret_values(SECRET));
@@ -202,13 +259,26 @@ fn a_directory_is_mirrored_or_rewritten_in_place() {
 /// output file and no plain text.
 fn refused(s: &Scratch, name: &str, text: &str, code: i32, expect: &[&str]) {
     s.write(name, text);
-    let out = gitseal(s, &["import", "sops", "-i", "key.txt", "-r", &s.public, "-w", "out.yaml", name]);
+    let out = gitseal(
+        s,
+        &[
+            "import", "sops", "-i", "key.txt", "-r", &s.public, "-w", "out.yaml", name,
+        ],
+    );
     assert_eq!(out.code, code, "{name}: {}", out.stderr);
     for e in expect {
-        assert!(out.stderr.contains(e), "{name}: want {e:?} in {}", out.stderr);
+        assert!(
+            out.stderr.contains(e),
+            "{name}: want {e:?} in {}",
+            out.stderr
+        );
     }
     assert!(!s.path("out.yaml").exists(), "{name}: output written");
-    assert!(!out.stderr.contains("hunter2") && out.stdout.is_empty(), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("hunter2") && out.stdout.is_empty(),
+        "{}",
+        out.stderr
+    );
 }
 
 fn line_of<'a>(text: &'a str, key: &str) -> &'a str {
@@ -221,50 +291,88 @@ fn line_of<'a>(text: &'a str, key: &str) -> &'a str {
 fn tampered_files_are_refused_naming_the_check() {
     let s = Scratch::new();
     s.write("secret.yaml", SECRET);
-    encrypt(&s, &["--encrypted-regex", "^(data|stringData)$"], "secret.yaml", "regex.yaml");
+    encrypt(
+        &s,
+        &["--encrypted-regex", "^(data|stringData)$"],
+        "secret.yaml",
+        "regex.yaml",
+    );
     let good = s.read("regex.yaml");
     // A changed value: one base64 character of password's ciphertext.
     let pw = line_of(&good, "password");
     let data_at = pw.find("data:").unwrap() + 5;
     let mut changed = pw.to_string();
-    let c = if &pw[data_at..data_at + 1] == "A" { "B" } else { "A" };
+    let c = if &pw[data_at..data_at + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
     changed.replace_range(data_at..data_at + 1, c);
-    refused(&s, "changed.yaml", &good.replace(pw, &changed), 4, &[
-        "changed.yaml:1:data.password",
-        "value authentication failed",
-    ]);
+    refused(
+        &s,
+        "changed.yaml",
+        &good.replace(pw, &changed),
+        4,
+        &[
+            "changed.yaml:1:data.password",
+            "value authentication failed",
+        ],
+    );
     // Swapped entries: user's ciphertext under port and port's under user.
     let (user, port) = (line_of(&good, "user"), line_of(&good, "port"));
-    let (u, p) = (user.split_once(": ").unwrap().1, port.split_once(": ").unwrap().1);
+    let (u, p) = (
+        user.split_once(": ").unwrap().1,
+        port.split_once(": ").unwrap().1,
+    );
     let swapped_values = good
         .replace(user, &format!("    user: {p}"))
         .replace(port, &format!("    port: {u}"));
-    refused(&s, "swapped.yaml", &swapped_values, 4, &[
-        "swapped.yaml:1:stringData.user",
-        "value authentication failed",
-    ]);
+    refused(
+        &s,
+        "swapped.yaml",
+        &swapped_values,
+        4,
+        &[
+            "swapped.yaml:1:stringData.user",
+            "value authentication failed",
+        ],
+    );
     // A deleted entry.
-    refused(&s, "deleted.yaml", &good.replace(&format!("{user}\n"), ""), 4, &[
-        "deleted.yaml:1:sops.mac",
-        "MAC mismatch",
-    ]);
+    refused(
+        &s,
+        "deleted.yaml",
+        &good.replace(&format!("{user}\n"), ""),
+        4,
+        &["deleted.yaml:1:sops.mac", "MAC mismatch"],
+    );
     // A changed lastmodified.
     let lm = line_of(&good, "lastmodified");
-    refused(&s, "lastmodified.yaml", &good.replace(lm, "    lastmodified: \"2020-01-01T00:00:00Z\""), 4, &[
-        "lastmodified.yaml:1:sops.lastmodified",
-        "lastmodified",
-    ]);
+    refused(
+        &s,
+        "lastmodified.yaml",
+        &good.replace(lm, "    lastmodified: \"2020-01-01T00:00:00Z\""),
+        4,
+        &["lastmodified.yaml:1:sops.lastmodified", "lastmodified"],
+    );
     // A changed unencrypted value (covered by the MAC).
-    refused(&s, "namespace.yaml", &good.replace("namespace: prod", "namespace: kube-system"), 4, &[
-        "namespace.yaml:1:sops.mac",
-        "MAC mismatch",
-    ]);
+    refused(
+        &s,
+        "namespace.yaml",
+        &good.replace("namespace: prod", "namespace: kube-system"),
+        4,
+        &["namespace.yaml:1:sops.mac", "MAC mismatch"],
+    );
     // sops itself refuses each of them.
-    for f in ["changed.yaml", "swapped.yaml", "deleted.yaml", "lastmodified.yaml", "namespace.yaml"] {
+    for f in [
+        "changed.yaml",
+        "swapped.yaml",
+        "deleted.yaml",
+        "lastmodified.yaml",
+        "namespace.yaml",
+    ] {
         let out = run(
             &s,
-            Command::new(sops())
-                .args(["--disable-version-check", "decrypt", f]),
+            Command::new(sops()).args(["--disable-version-check", "decrypt", f]),
             true,
         );
         assert_ne!(out.code, 0, "sops decrypted {f}");
@@ -276,40 +384,107 @@ fn other_inputs_are_refused_saying_what_they_are() {
     let s = Scratch::new();
     s.write("app.env", "PASSWORD=hunter2\n");
     encrypt(&s, &[], "app.env", "app.sops.env.yaml");
-    refused(&s, "dotenv.yaml", &s.read("app.sops.env.yaml"), 3, &["dotenv.yaml", "SOPS dotenv file"]);
+    refused(
+        &s,
+        "dotenv.yaml",
+        &s.read("app.sops.env.yaml"),
+        3,
+        &["dotenv.yaml", "SOPS dotenv file"],
+    );
     s.write("app.ini", "[db]\npassword = hunter2\n");
     encrypt(&s, &[], "app.ini", "app.sops.ini");
-    refused(&s, "ini.yaml", &s.read("app.sops.ini"), 3, &["ini.yaml", "SOPS INI file"]);
+    refused(
+        &s,
+        "ini.yaml",
+        &s.read("app.sops.ini"),
+        3,
+        &["ini.yaml", "SOPS INI file"],
+    );
     s.write("blob.bin", "hunter2\u{0}\u{1}");
     encrypt(&s, &["--input-type", "binary"], "blob.bin", "blob.sops");
-    refused(&s, "binary.json", &s.read("blob.sops"), 3, &["binary.json:1", "binary format"]);
+    refused(
+        &s,
+        "binary.json",
+        &s.read("blob.sops"),
+        3,
+        &["binary.json:1", "binary format"],
+    );
     s.write(
         "cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n",
     );
     encrypt(&s, &[], "cm.yaml", "cm.sops.yaml");
-    refused(&s, "cm.sops.yaml", &s.read("cm.sops.yaml"), 3, &["cm.sops.yaml:1:kind", "kind ConfigMap"]);
+    refused(
+        &s,
+        "cm.sops.yaml",
+        &s.read("cm.sops.yaml"),
+        3,
+        &["cm.sops.yaml:1:kind", "kind ConfigMap"],
+    );
     // Without age recipients: the real file with its age block turned into a pgp one (sops
     // cannot encrypt to pgp or a cloud KMS here without a keyring or the network).
     s.write("secret.yaml", SECRET);
     encrypt(&s, &[], "secret.yaml", "age.yaml");
-    let pgp = s
-        .read("age.yaml")
-        .replace("    age:\n        - recipient:", "    pgp:\n        - fp: 0000\n          recipient:");
-    refused(&s, "pgp.yaml", &pgp, 3, &["pgp.yaml:1:sops", "no age recipients (only pgp)"]);
+    let pgp = s.read("age.yaml").replace(
+        "    age:\n        - recipient:",
+        "    pgp:\n        - fp: 0000\n          recipient:",
+    );
+    refused(
+        &s,
+        "pgp.yaml",
+        &pgp,
+        3,
+        &["pgp.yaml:1:sops", "no age recipients (only pgp)"],
+    );
     // A wrong identity: exit 4 naming the file's recipients and the identity held.
     let other = gitseal(&s, &["keygen", "-o", "other.txt"]);
     assert_eq!(other.code, 0);
     s.write("secret.sops.yaml", &s.read("age.yaml"));
-    let out = gitseal(&s, &["import", "sops", "-i", "other.txt", "-r", &s.public, "-w", "out.yaml", "secret.sops.yaml"]);
+    let out = gitseal(
+        &s,
+        &[
+            "import",
+            "sops",
+            "-i",
+            "other.txt",
+            "-r",
+            &s.public,
+            "-w",
+            "out.yaml",
+            "secret.sops.yaml",
+        ],
+    );
     assert_eq!(out.code, 4, "{}", out.stderr);
-    assert!(out.stderr.contains("secret.sops.yaml:1:sops.age"), "{}", out.stderr);
-    assert!(out.stderr.contains(&s.public) && out.stderr.contains(other.stdout.trim()), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("secret.sops.yaml:1:sops.age"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&s.public) && out.stderr.contains(other.stdout.trim()),
+        "{}",
+        out.stderr
+    );
     assert!(!s.path("out.yaml").exists());
     // One bad file among good ones: nothing written.
     encrypt(&s, &[], "secret.yaml", "tree/good.yaml");
     s.write("tree/bad.yaml", &pgp);
-    let out = gitseal(&s, &["import", "sops", "-i", "key.txt", "-r", &s.public, "--in-place", "tree"]);
+    let out = gitseal(
+        &s,
+        &[
+            "import",
+            "sops",
+            "-i",
+            "key.txt",
+            "-r",
+            &s.public,
+            "--in-place",
+            "tree",
+        ],
+    );
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(s.read("tree/good.yaml").contains("sops:"), "good file rewritten");
+    assert!(
+        s.read("tree/good.yaml").contains("sops:"),
+        "good file rewritten"
+    );
 }

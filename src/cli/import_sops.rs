@@ -62,7 +62,8 @@ fn identities(files: &[PathBuf]) -> Result<Vec<Identity>, Failure> {
     if let Some(text) = std::env::var_os("SOPS_AGE_KEY").filter(|k| !k.is_empty()) {
         let text = Zeroizing::new(text.to_string_lossy().into_owned());
         out.extend(
-            Identity::parse_file(&text).map_err(|e| Failure::input(format!("SOPS_AGE_KEY: {e}")))?,
+            Identity::parse_file(&text)
+                .map_err(|e| Failure::input(format!("SOPS_AGE_KEY: {e}")))?,
         );
     }
     if out.is_empty() {

@@ -105,7 +105,12 @@ pub struct ImportSopsArgs {
     #[command(flatten)]
     pub recipients: RecipientArgs,
     /// Write to FILE atomically instead of stdout; a directory (mirrored) when the input is one.
-    #[arg(short = 'w', long = "write", value_name = "PATH", conflicts_with = "in_place")]
+    #[arg(
+        short = 'w',
+        long = "write",
+        value_name = "PATH",
+        conflicts_with = "in_place"
+    )]
     pub write: Option<PathBuf>,
     /// Replace each input file with its SealedSecrets (all written atomically, only when every
     /// file imported; a `.json` file stays JSON).

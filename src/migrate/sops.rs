@@ -16,8 +16,8 @@
 
 use crate::crypto::{DataKey, Identity, unwrap};
 use crate::manifest::{
-    Document, ErrorKind, Location, MAX_DOCUMENTS, MAX_INPUT_LEN, MAX_NODES, ManifestError,
-    Result, SecretInput, parse_error, parse_one, parse_secret, split_yaml,
+    Document, ErrorKind, Location, MAX_DOCUMENTS, MAX_INPUT_LEN, MAX_NODES, ManifestError, Result,
+    SecretInput, parse_error, parse_one, parse_secret, split_yaml,
 };
 use aes_gcm::aead::consts::U32;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -42,9 +42,8 @@ const DEFAULT_UNENCRYPTED_SUFFIX: &str = "_unencrypted";
 /// `sops.MACOnlyEncryptedInitialization`: SHA-256 of "sops", hashed first when
 /// `mac_only_encrypted` is set.
 const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
-    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe,
-    0x0b, 0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2,
-    0x7d, 0x69,
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
+    0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
 
 /// Read a SOPS-encrypted file holding Kubernetes Secrets and return them, decrypted, after
@@ -170,7 +169,8 @@ fn parse_nodes(file: &str, text: &str) -> Result<Vec<(Location, Node)>> {
         {
             continue;
         }
-        let node: Node = parse_one(part, MAX_NODES).map_err(|e| parse_error(at.clone(), "YAML", &e))?;
+        let node: Node =
+            parse_one(part, MAX_NODES).map_err(|e| parse_error(at.clone(), "YAML", &e))?;
         if !matches!(node, Node::Null) {
             docs.push((at, node));
         }
@@ -402,7 +402,10 @@ impl Metadata {
     fn data_key(&self, identities: &[&Identity], at: &Location) -> Result<DataKey> {
         let at = at.field("sops.age");
         for (n, (recipient, enc)) in self.age.iter().enumerate() {
-            if !identities.iter().any(|i| i.recipient().as_str() == recipient) {
+            if !identities
+                .iter()
+                .any(|i| i.recipient().as_str() == recipient)
+            {
                 continue;
             }
             let at = at.field(format!("sops.age[{n}].enc"));
@@ -465,12 +468,19 @@ impl Metadata {
                     )
                 })?;
             if kind != "str" {
-                return Err(fail("sops.mac", format!("the MAC has type {kind}, not str")));
+                return Err(fail(
+                    "sops.mac",
+                    format!("the MAC has type {kind}, not str"),
+                ));
             }
             plain
         };
         if stored.as_slice() != computed.as_bytes() {
-            let has = if stored.is_empty() { "no MAC" } else { "another MAC" };
+            let has = if stored.is_empty() {
+                "no MAC"
+            } else {
+                "another MAC"
+            };
             return Err(fail(
                 "sops.mac",
                 format!(
@@ -609,7 +619,10 @@ impl Walk<'_> {
                     ),
                 ));
             }
-            Node::Str(s) => (Zeroizing::new(s.as_bytes().to_vec()), Value::String(s.clone())),
+            Node::Str(s) => (
+                Zeroizing::new(s.as_bytes().to_vec()),
+                Value::String(s.clone()),
+            ),
             Node::Bool(b) => (go_bool(*b), Value::Bool(*b)),
             Node::Int(i) => (Zeroizing::new(i.to_string().into_bytes()), Value::from(*i)),
             Node::UInt(u) => (Zeroizing::new(u.to_string().into_bytes()), Value::from(*u)),
@@ -622,12 +635,7 @@ impl Walk<'_> {
     }
 
     /// One `ENC[…]` value: authenticated with its path, typed as `aes/cipher.go` types it.
-    fn decrypt(
-        &self,
-        text: &str,
-        aad: &str,
-        shown: &str,
-    ) -> Result<(Zeroizing<Vec<u8>>, Value)> {
+    fn decrypt(&self, text: &str, aad: &str, shown: &str) -> Result<(Zeroizing<Vec<u8>>, Value)> {
         if text.is_empty() {
             // Cipher.Decrypt: an empty string stays empty (sops never encrypts "").
             return Ok((Zeroizing::new(Vec::new()), Value::String(String::new())));
@@ -654,15 +662,23 @@ impl Walk<'_> {
                 (bytes, Value::String(s))
             }
             "int" => {
-                let i: i64 = std::str::from_utf8(&plain).map_err(|_| typed("UTF-8 text"))?.parse().map_err(|_| typed("integer"))?;
+                let i: i64 = std::str::from_utf8(&plain)
+                    .map_err(|_| typed("UTF-8 text"))?
+                    .parse()
+                    .map_err(|_| typed("integer"))?;
                 (Zeroizing::new(i.to_string().into_bytes()), Value::from(i))
             }
             "float" => {
-                let f: f64 = std::str::from_utf8(&plain).map_err(|_| typed("UTF-8 text"))?.parse().map_err(|_| typed("number"))?;
+                let f: f64 = std::str::from_utf8(&plain)
+                    .map_err(|_| typed("UTF-8 text"))?
+                    .parse()
+                    .map_err(|_| typed("number"))?;
                 (go_float(f), Value::from(f))
             }
             "bool" => {
-                let b = go_parse_bool(std::str::from_utf8(&plain).map_err(|_| typed("UTF-8 text"))?).ok_or_else(|| typed("boolean"))?;
+                let b =
+                    go_parse_bool(std::str::from_utf8(&plain).map_err(|_| typed("UTF-8 text"))?)
+                        .ok_or_else(|| typed("boolean"))?;
                 (go_bool(b), Value::Bool(b))
             }
             other => {
@@ -735,7 +751,11 @@ fn parse_enc(text: &str) -> Option<(&str, &str, &str, &str)> {
 
 /// `ToBytes(bool)`.
 fn go_bool(b: bool) -> Zeroizing<Vec<u8>> {
-    Zeroizing::new(if b { b"True".to_vec() } else { b"False".to_vec() })
+    Zeroizing::new(if b {
+        b"True".to_vec()
+    } else {
+        b"False".to_vec()
+    })
 }
 
 /// `strconv.ParseBool`.
@@ -751,7 +771,11 @@ fn go_parse_bool(s: &str) -> Option<bool> {
 /// (Rust's `Display` for `f64` is the same, but for the infinities).
 fn go_float(f: f64) -> Zeroizing<Vec<u8>> {
     let s = if f.is_infinite() {
-        if f > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         f.to_string()
     };
@@ -822,7 +846,9 @@ mod tests {
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const DEFAULT: &str = include_str!("../../tests/fixtures/sops/default.sops.yaml");
@@ -860,7 +886,10 @@ mod tests {
         assert!(err.at.field.contains("stringData"), "{err}");
         // The plain parts are outside the MAC: editing one still opens.
         let edited = MAC_ONLY.replace("immutable: true", "immutable: false");
-        assert_eq!(open_fixture("m", &edited).unwrap_err().kind, ErrorKind::Input);
+        assert_eq!(
+            open_fixture("m", &edited).unwrap_err().kind,
+            ErrorKind::Input
+        );
         // Without mac_only_encrypted the same file fails its MAC.
         let off = MAC_ONLY.replace("    mac_only_encrypted: true\n", "");
         let err = open_fixture("m", &off).unwrap_err();
@@ -892,7 +921,10 @@ mod tests {
     #[test]
     fn multi_document_files_share_one_mac() {
         let s = open_fixture("multi.yaml", MULTI).unwrap();
-        assert_eq!(s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert_eq!(values(&s[0]), pairs(&[("k", "one")]));
         assert_eq!(values(&s[1]), pairs(&[("k", "two")]));
         assert_eq!(s[1].at.doc, 2);
@@ -910,7 +942,10 @@ mod tests {
                 .lines()
                 .find(|l| l.trim_start().starts_with(&format!("{k}: ENC[")))
                 .unwrap();
-            (line.to_string(), line.split_once(": ").unwrap().1.to_string())
+            (
+                line.to_string(),
+                line.split_once(": ").unwrap().1.to_string(),
+            )
         };
         let ((user_line, user), (port_line, port)) = (enc("user"), enc("port"));
         let swapped = REGEX
@@ -931,8 +966,11 @@ mod tests {
             (ErrorKind::Tampered, "sops.mac")
         );
         let lm = REGEX.lines().find(|l| l.contains("lastmodified:")).unwrap();
-        let err = open_fixture("f", &REGEX.replace(lm, "    lastmodified: \"2020-01-01T00:00:00Z\""))
-            .unwrap_err();
+        let err = open_fixture(
+            "f",
+            &REGEX.replace(lm, "    lastmodified: \"2020-01-01T00:00:00Z\""),
+        )
+        .unwrap_err();
         assert_eq!(err.at.field, "sops.lastmodified", "{err}");
         assert!(err.message.contains("lastmodified"), "{err}");
         let reordered = REGEX.replace("    user: ENC", "    zzz: ENC");
@@ -945,7 +983,11 @@ mod tests {
         let other = Identity::generate();
         let err = open("f", REGEX, &[&other]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::KeyNotFound);
-        assert!(err.message.contains(&other.recipient().as_str().to_string()), "{err}");
+        assert!(
+            err.message
+                .contains(&other.recipient().as_str().to_string()),
+            "{err}"
+        );
         assert!(err.message.contains("age1u66us45"), "{err}");
     }
 
@@ -985,7 +1027,12 @@ mod tests {
 
     #[test]
     fn other_stores_and_recipients_are_refused_by_name() {
-        let err = open("e.env", "A=ENC[x]\nsops_version=3.11.0\nsops_mac=ENC[x]\n", &[]).unwrap_err();
+        let err = open(
+            "e.env",
+            "A=ENC[x]\nsops_version=3.11.0\nsops_mac=ENC[x]\n",
+            &[],
+        )
+        .unwrap_err();
         assert!(err.message.contains("dotenv"), "{err}");
         let err = open("e.ini", "[s]\na=b\n[sops]\nmac=x\n", &[]).unwrap_err();
         assert!(err.message.contains("INI"), "{err}");
@@ -994,7 +1041,10 @@ mod tests {
         assert!(err.message.contains("binary"), "{err}");
         let pgp = REGEX.replace("    age:\n", "    pgp:\n");
         let err = open_fixture("p", &pgp).unwrap_err();
-        assert!(err.message.contains("no age recipients (only pgp)"), "{err}");
+        assert!(
+            err.message.contains("no age recipients (only pgp)"),
+            "{err}"
+        );
         let err = open_fixture("c", "apiVersion: v1\nkind: Secret\n").unwrap_err();
         assert!(err.message.contains("not SOPS-encrypted"), "{err}");
     }
