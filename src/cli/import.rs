@@ -6,10 +6,14 @@
 use super::io::Source;
 use super::output::{Plan, in_order};
 use super::recipients::Recipients;
-use super::{CmdResult, Failure, ImportOutputArgs, ImportSealedSecretsArgs};
+use super::unseal::read_identities;
+use super::{CmdResult, Failure, ImportOutputArgs, ImportSealedSecretsArgs, ImportSopsArgs};
+use crate::crypto::Identity;
 use crate::format::Scope;
-use crate::manifest::{SealOptions, SecretInput, parse_documents, seal};
+use crate::manifest::{SealOptions, SecretInput, is_sops_encrypted, parse_documents, seal};
 use crate::migrate::bitnami::{BitnamiKey, is_bitnami, open_sealed, parse_keys};
+use crate::migrate::sops;
+use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 /// How an importer opens one source: its text (in a zeroizing buffer) into the Secrets it
@@ -101,6 +105,58 @@ pub fn sealed_secrets(args: ImportSealedSecretsArgs) -> CmdResult {
             .collect()
     };
     run_import(&args.out, &args.inputs, "Bitnami SealedSecret", &open)
+}
+
+/// `gitseal import sops`. Every value and the MAC are checked as sops checks them
+/// (`migrate::sops`). In a directory, files that are not SOPS files at all are skipped; a
+/// SOPS file that is not a Secret (dotenv, ini, binary, a ConfigMap) is refused, saying what
+/// it is.
+pub fn sops(args: ImportSopsArgs) -> CmdResult {
+    let identities = sops_identities(&args.identities)?;
+    let held: Vec<&Identity> = identities.iter().collect();
+    let open = |src: &Source, text: &str| -> Result<Vec<SecretInput>, Failure> {
+        if src.root.is_some()
+            && parse_documents(&src.name(), text)
+                .is_ok_and(|docs| !docs.iter().any(|d| is_sops_encrypted(&d.value)))
+        {
+            return Ok(Vec::new());
+        }
+        Ok(sops::open(&src.name(), text, &held)?)
+    };
+    run_import(&args.out, &args.inputs, "SOPS-encrypted Secret", &open)
+}
+
+/// The identities sops would use: `-i` files, `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`, and sops'
+/// default key file (`$XDG_CONFIG_HOME/sops/age/keys.txt`, else `~/.config/sops/age/keys.txt`)
+/// when it exists.
+fn sops_identities(files: &[PathBuf]) -> Result<Vec<Identity>, Failure> {
+    let mut paths = files.to_vec();
+    if let Some(file) = std::env::var_os("SOPS_AGE_KEY_FILE").filter(|f| !f.is_empty()) {
+        paths.push(file.into());
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if let Some(default) = config.map(|c| c.join("sops/age/keys.txt"))
+        && default.is_file()
+    {
+        paths.push(default);
+    }
+    let mut out = read_identities(&paths)?;
+    if let Some(text) = std::env::var_os("SOPS_AGE_KEY").filter(|k| !k.is_empty()) {
+        let text = Zeroizing::new(text.to_string_lossy().into_owned());
+        out.extend(
+            Identity::parse_file(&text)
+                .map_err(|e| Failure::input(format!("SOPS_AGE_KEY: {e}")))?,
+        );
+    }
+    if out.is_empty() {
+        return Err(Failure::usage(
+            "no age identity: give -i FILE, or set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY as for sops",
+        ));
+    }
+    Ok(out)
 }
 
 /// Whether a document is a `List` holding a Bitnami SealedSecret.

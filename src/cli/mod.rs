@@ -189,6 +189,15 @@ pub enum ImportCommand {
     /// no Bitnami SealedSecret are skipped (listed on stderr); a file mixing them with other
     /// documents is refused. Nothing is written unless every input opened.
     SealedSecrets(ImportSealedSecretsArgs),
+    /// SOPS-encrypted Secret manifests (YAML, multi-document YAML, JSON; age recipients) into
+    /// gitseal SealedSecrets.
+    ///
+    /// Each is decrypted in memory, checked as sops checks it (every value, the MAC) and
+    /// sealed to the recipients `gitseal seal` would use. Identities: -i, then
+    /// SOPS_AGE_KEY_FILE, SOPS_AGE_KEY and sops' default key file. Files of a directory that
+    /// are not SOPS files are skipped (listed on stderr). Nothing is written unless every
+    /// input opened.
+    Sops(ImportSopsArgs),
 }
 
 /// What every importer shares: recipients and where the SealedSecrets go.
@@ -215,6 +224,19 @@ pub struct ImportSealedSecretsArgs {
     /// yaml`, or PEM files (PKCS#1 or PKCS#8).
     #[arg(long = "keys", value_name = "FILE", required = true)]
     pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub out: ImportOutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportSopsArgs {
+    /// SOPS-encrypted Secret manifests: files, directories (recursive: *.yaml, *.yml,
+    /// *.json) or `-` for stdin.
+    #[arg(value_name = "FILE|DIR|-")]
+    pub inputs: Vec<String>,
+    /// age identity file that opens the SOPS files (repeatable; age-keygen format).
+    #[arg(short, long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
     #[command(flatten)]
     pub out: ImportOutputArgs,
 }
@@ -581,6 +603,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Rotate(args) => keys::rotate(args),
         Command::Import(ImportCommand::SealedSecrets(args)) => import::sealed_secrets(args),
         Command::Reseal(args) => reseal::run(args),
+        Command::Import(ImportCommand::Sops(args)) => import::sops(args),
         Command::Crds { admission_policy } => {
             print!(
                 "{}",

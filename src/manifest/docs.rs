@@ -253,7 +253,7 @@ pub fn emit_documents<T: serde::Serialize>(objects: &[T], format: Format) -> Str
 /// document in YAML 1.2 (block and flow scalars cannot contain one), so this is exact and
 /// keeps document numbers for error messages even where documents are empty.
 /// `None` when there are more than `max` documents.
-fn split_yaml(text: &str, max: usize) -> Option<Vec<&str>> {
+pub(crate) fn split_yaml(text: &str, max: usize) -> Option<Vec<&str>> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut offset = 0;

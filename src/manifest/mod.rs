@@ -22,6 +22,7 @@ pub use docs::{
 };
 /// Located field readers and checks, for the importers of other tools' files (`crate::migrate`).
 pub(crate) use docs::{bool_field, map_field, str_field, string_map, type_name, wrong_kind};
+pub(crate) use docs::{parse_error, parse_one, split_yaml};
 pub use keyring_file::{KEYRING_KIND, KeyringEntry, KeyringFile, KeyringMeta};
 pub use sealed::{emit_sealed, is_sealed, parse_sealed};
 pub(crate) use secret::{LAST_APPLIED, base64_value, check_len};

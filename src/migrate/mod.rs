@@ -3,3 +3,4 @@
 //! seals like any Secret manifest. Pure: no CLI, no printing, no file writes.
 
 pub mod bitnami;
+pub mod sops;

