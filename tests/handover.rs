@@ -3,7 +3,8 @@
 //! controllers and the real `kubeseal` (docs/takeover.md):
 //!
 //! 100 Bitnami SealedSecrets sealed with `kubeseal --cert` are unsealed by Bitnami's
-//! controller; their gitseal versions are applied to a gitseal controller started with
+//! controller; `gitseal import sealed-secrets` of those files with Bitnami's exported keys
+//! makes their gitseal versions, which are applied to a gitseal controller started with
 //! `--take-over-from sealed-secrets`; then the Bitnami SealedSecrets are deleted and the
 //! Bitnami controller stopped. A watch on the namespace's Secrets runs the whole time: no
 //! Secret is ever deleted, no Secret's data ever changes; at the end every Secret is
@@ -109,23 +110,69 @@ fn bitnami_sealed(
     obj
 }
 
-/// The gitseal version of `p`: the one function to swap for `gitseal import sealed-secrets`
-/// (which reads the Bitnami file and the exported Bitnami keys) once it is on main. Until
-/// then: `gitseal seal` of the same plain values and metadata.
-fn gitseal_version(ring: &KeyringFile, ns: &str, p: &Plain) -> SealedSecret {
+/// The gitseal versions of the Bitnami files, as a migration makes them: one `gitseal import
+/// sealed-secrets` of the directory of Bitnami files with the Bitnami controller's exported
+/// keys (`kubectl get secret -n kube-system -l sealedsecrets.bitnami.com/sealed-secrets-key
+/// -o yaml`), sealed to the gitseal cluster's Active key.
+async fn import_all(
+    client: &kube::Client,
+    ring: &KeyringFile,
+    work: &std::path::Path,
+    files: &HashMap<String, serde_json::Value>,
+) -> HashMap<String, SealedSecret> {
+    let keys: Api<Secret> = Api::namespaced(client.clone(), bitnami::KEY_NS);
+    let exported = keys
+        .list(&ListParams::default().labels(bitnami::KEY_LABEL))
+        .await
+        .unwrap()
+        .items;
+    assert!(!exported.is_empty(), "Bitnami made no key");
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": exported});
+    let keys_file = work.join("bitnami-keys.json");
+    std::fs::write(&keys_file, list.to_string()).unwrap();
+    let (from, to) = (work.join("bitnami"), work.join("gitseal"));
+    std::fs::create_dir_all(&from).unwrap();
+    for (name, obj) in files {
+        std::fs::write(from.join(format!("{name}.json")), obj.to_string()).unwrap();
+    }
+    let recipients: Vec<String> = ring
+        .active("keyring")
+        .unwrap()
+        .iter()
+        .flat_map(|r| ["-r".to_string(), r.as_str().to_string()])
+        .collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitseal"))
+        .args(["import", "sealed-secrets"])
+        .arg(&from)
+        .args(["-o", "json", "-w"])
+        .arg(&to)
+        .arg("--keys")
+        .arg(&keys_file)
+        .args(&recipients)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gitseal import sealed-secrets: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    files
+        .keys()
+        .map(|name| {
+            let text = std::fs::read_to_string(to.join(format!("{name}.json"))).unwrap();
+            (name.clone(), serde_json::from_str(&text).unwrap())
+        })
+        .collect()
+}
+
+/// A gitseal-native SealedSecret of `p` (not imported: there is no Bitnami file of it).
+fn sealed_natively(ring: &KeyringFile, ns: &str, p: &Plain) -> SealedSecret {
     let pairs: Vec<(&str, &str)> = p
         .values
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let mut sealed = seal_to(ring, ns, &p.name, &pairs, "strict");
-    if p.templated {
-        let template = sealed.spec.template.get_or_insert_default();
-        for (k, t) in TEMPLATES {
-            template.data.insert(k.into(), t.into());
-        }
-    }
-    sealed
+    seal_to(ring, ns, &p.name, &pairs, "strict")
 }
 
 fn bitnami_resource() -> ApiResource {
@@ -255,9 +302,13 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
     let bitnami_api: Api<DynamicObject> =
         Api::namespaced_with(env.client.clone(), &ns, &bitnami_resource());
     let started = Instant::now();
+    let mut files = HashMap::new();
     for p in plains.iter().chain([&canary]) {
-        let obj: DynamicObject =
-            serde_json::from_value(bitnami_sealed(&kubeseal, &cert, &ns, p)).unwrap();
+        let file = bitnami_sealed(&kubeseal, &cert, &ns, p);
+        if p.name != canary.name {
+            files.insert(p.name.clone(), file.clone());
+        }
+        let obj: DynamicObject = serde_json::from_value(file).unwrap();
         bitnami_api
             .create(&PostParams::default(), &obj)
             .await
@@ -330,10 +381,16 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
     .await;
 
     // gitseal without the flag: SecretNotOwned, the Secret untouched.
-    let ring = {
+    let (ring, imported) = {
         let plain_ctl = env.controller("no-flag").await;
         let ring = env.keyring().await;
-        let first = gitseal_version(&ring, &ns, &plains[0]);
+        let started = Instant::now();
+        let imported = import_all(&env.client, &ring, work.path(), &files).await;
+        eprintln!(
+            "gitseal import sealed-secrets of {COUNT} Bitnami files: {:?}",
+            started.elapsed()
+        );
+        let first = imported[&plains[0].name].clone();
         env.apply_sealed(&ns, &first).await;
         let ss = env.wait_ready(&ns, &plains[0].name, "False").await;
         let (reason, message) = ready_of(&ss);
@@ -348,7 +405,7 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
             "the Secret was written without the flag"
         );
         drop(plain_ctl);
-        ring
+        (ring, imported)
     };
 
     // gitseal with the flag: every Secret taken over in place.
@@ -364,10 +421,10 @@ async fn takes_over_bitnami_secrets_without_a_gap() {
     ctl.wait_leading().await;
     let started = Instant::now();
     for p in &plains[1..] {
-        env.apply_sealed(&ns, &gitseal_version(&ring, &ns, p)).await;
+        env.apply_sealed(&ns, &imported[&p.name]).await;
     }
     // A forbidden template function in the same flow: refused, naming it.
-    let mut forbidden = gitseal_version(
+    let mut forbidden = sealed_natively(
         &ring,
         &ns,
         &Plain {
