@@ -167,12 +167,13 @@ async fn no_sealed_secret_can_plant_a_key() {
     let evil = attacker.to_secret_string();
     let next = "gitseal-2";
     let planted_name = key_secret_name(next);
-    let plant = |ns: &str| {
+    // Sealed under its own name: the CRD refuses a strict object whose boundTo names another.
+    let plant = |ns: &str, name: &str| {
         with_template(
             seal_to(
                 &ring,
                 ns,
-                &planted_name,
+                name,
                 &[("identity", evil.as_str())],
                 "strict",
             ),
@@ -184,7 +185,7 @@ async fn no_sealed_secret_can_plant_a_key() {
             &[],
         )
     };
-    env.apply_sealed(SYSTEM_NS, &plant(SYSTEM_NS)).await;
+    env.apply_sealed(SYSTEM_NS, &plant(SYSTEM_NS, &planted_name)).await;
     let (_, msg) = wait_reason(&env, SYSTEM_NS, &planted_name, "PolicyDenied").await;
     assert!(msg.starts_with("metadata.namespace:"), "{msg}");
     // Even where the operator allows the controller's namespace, the type and labels are refused.
@@ -202,9 +203,8 @@ async fn no_sealed_secret_can_plant_a_key() {
             .unwrap();
         })
         .await;
-    let mut again = plant(SYSTEM_NS);
-    again.metadata.name = Some(format!("{planted_name}-b"));
-    env.apply_sealed(SYSTEM_NS, &again).await;
+    env.apply_sealed(SYSTEM_NS, &plant(SYSTEM_NS, &format!("{planted_name}-b")))
+        .await;
     let (_, msg) = wait_reason(
         &env,
         SYSTEM_NS,
