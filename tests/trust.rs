@@ -170,13 +170,7 @@ async fn no_sealed_secret_can_plant_a_key() {
     // Sealed under its own name: the CRD refuses a strict object whose boundTo names another.
     let plant = |ns: &str, name: &str| {
         with_template(
-            seal_to(
-                &ring,
-                ns,
-                name,
-                &[("identity", evil.as_str())],
-                "strict",
-            ),
+            seal_to(&ring, ns, name, &[("identity", evil.as_str())], "strict"),
             Some("gitseal.dev/sealing-key"),
             &[
                 ("gitseal.dev/sealing-key", next),
@@ -185,7 +179,8 @@ async fn no_sealed_secret_can_plant_a_key() {
             &[],
         )
     };
-    env.apply_sealed(SYSTEM_NS, &plant(SYSTEM_NS, &planted_name)).await;
+    env.apply_sealed(SYSTEM_NS, &plant(SYSTEM_NS, &planted_name))
+        .await;
     let (_, msg) = wait_reason(&env, SYSTEM_NS, &planted_name, "PolicyDenied").await;
     assert!(msg.starts_with("metadata.namespace:"), "{msg}");
     // Even where the operator allows the controller's namespace, the type and labels are refused.
