@@ -29,6 +29,9 @@ func apiserverArgs(st *State) []string {
 		"--service-cluster-ip-range=" + ServiceCIDR,
 		"--profiling=false",
 	}
+	// Extra flags for fault drills (e.g. a low --max-requests-inflight), space-separated;
+	// later flags override earlier ones.
+	args = append(args, strings.Fields(os.Getenv("TESTCLUSTER_APISERVER_EXTRA_ARGS"))...)
 	if st.Node == nil {
 		// No kubelets or pods here: the "kubernetes" Service endpoint would be a
 		// loopback address, which Endpoints validation rejects.
