@@ -49,9 +49,9 @@ async fn apiserver_killed_mid_cold_start_and_restarted() {
     d.plane.start_apiserver();
     let back = killed.elapsed();
     let converged = d.wait_converged().await;
-    let w = d.verdict().await;
+    let v = d.verdict().await;
     d.figures(
-        &w,
+        &v,
         &[
             ("secrets_at_kill", at.to_string()),
             ("apiserver_down_s", secs(back)),
@@ -73,9 +73,9 @@ async fn etcd_killed_mid_cold_start_and_restarted() {
     d.plane.start_etcd();
     let back = killed.elapsed();
     let converged = d.wait_converged().await;
-    let w = d.verdict().await;
+    let v = d.verdict().await;
     d.figures(
-        &w,
+        &v,
         &[
             ("secrets_at_kill", at.to_string()),
             ("etcd_down_s", secs(back)),
@@ -98,7 +98,7 @@ async fn watch_resumed_from_compacted_history_relists() {
     // A long lease: the SIGSTOPped leader must not have stepped down when it resumes.
     let started = d.start_controller(&["--lease-duration", "60s"]);
     let cold = d.wait_converged().await;
-    let clean = d.writes().await;
+    let clean = d.verdict().await.writes;
     let proxy = d.proxy.as_ref().expect("proxy");
     for stream in ["upstream", "downstream"] {
         let freeze = json!({"timeout": 0});
@@ -119,7 +119,7 @@ async fn watch_resumed_from_compacted_history_relists() {
     proxy.set_enabled(true).await;
     d.controller().signal(Signal::CONT);
     let converged = d.wait_converged().await;
-    let w = d.verdict().await;
+    let v = d.verdict().await;
     let log = d.controller().log_text();
     let gone = log
         .lines()
@@ -140,7 +140,7 @@ async fn watch_resumed_from_compacted_history_relists() {
         "the API server never found a watch's revision compacted"
     );
     d.figures(
-        &w,
+        &v,
         &[
             ("cold_start_s", secs(cold)),
             ("cold_start_secret_writes", clean.secrets.to_string()),
@@ -180,7 +180,7 @@ async fn throttling_apiserver_429() {
     let before = throttled(&d).await;
     let _started = d.start_controller(&[]);
     let converged = d.wait_converged().await;
-    let w = d.verdict().await;
+    let v = d.verdict().await;
     let after = throttled(&d).await;
     let (rejected, counted) = (after.0 - before.0, after.1 - before.1);
     assert!(
@@ -188,7 +188,7 @@ async fn throttling_apiserver_429() {
         "the API server answered no 429 to the controller's cold start"
     );
     d.figures(
-        &w,
+        &v,
         &[
             ("apiserver_flags", flags.replace(' ', ",")),
             ("rejected_429", rejected.to_string()),
@@ -240,7 +240,7 @@ async fn flaky_network_refuses_delays_and_cuts() {
         proxy.remove(toxic).await;
     }
     let connections = proxy.accepted() - before;
-    let w = d.verdict().await;
+    let v = d.verdict().await;
     let log = d.controller().log_text();
     let failures = log
         .lines()
@@ -252,7 +252,7 @@ async fn flaky_network_refuses_delays_and_cuts() {
         d.controller().log_path().display()
     );
     d.figures(
-        &w,
+        &v,
         &[
             ("cuts", cuts.to_string()),
             ("connections", connections.to_string()),
@@ -287,10 +287,10 @@ async fn controller_sigkilled_five_times_during_cold_start() {
     }
     running_since(&d).await;
     let converged = d.wait_converged().await;
-    let w = d.verdict().await;
+    let v = d.verdict().await;
     assert_eq!(d.controller().planned_exits(), 5, "five SIGKILLs, five exits");
     d.figures(
-        &w,
+        &v,
         &[
             ("kills_at_s_after_start@secrets", points.join(",")),
             ("converge_after_last_restart_s", secs(converged)),

@@ -3,7 +3,7 @@
 //! account's token (pointing at the API server or at the fault proxy), leader election on with
 //! a fixed identity (a restarted container keeps its Pod's name), restarted like a kubelet
 //! restarts a container that died (after [`RESTART_DELAY`]), its stderr appended to one log
-//! per drill. Drills send it signals (SIGKILL, SIGSTOP, SIGCONT) and read its /metrics.
+//! per drill. Drills send it signals (SIGKILL, SIGSTOP, SIGCONT) and ask its /healthz.
 
 use super::http;
 use k8s_openapi::api::authentication::v1::TokenRequest;
@@ -97,9 +97,9 @@ impl Supervisor {
     /// SIGKILL the running controller (the supervisor starts it again).
     pub fn kill(&self) {
         let mut st = self.shared.state.lock().unwrap();
-        if let Some(child) = &st.child {
+        if let Some(pid) = st.child.as_ref().map(Pid::from_child) {
             st.killing = true;
-            kill_process(Pid::from_child(child), Signal::KILL).expect("SIGKILL the controller");
+            kill_process(pid, Signal::KILL).expect("SIGKILL the controller");
         }
     }
 
@@ -171,12 +171,6 @@ impl Supervisor {
     /// Whether /healthz answers 200.
     pub async fn healthy(&self) -> bool {
         matches!(http::request(self.port, "GET", "/healthz", "").await, Ok((200, _)))
-    }
-
-    /// Sum of every sample of metric `name` (`None` while the endpoint does not answer).
-    pub async fn metric(&self, name: &str) -> Option<f64> {
-        let (_, text) = http::request(self.port, "GET", "/metrics", "").await.ok()?;
-        Some(http::metric_sum(&text, name, &[]))
     }
 }
 
