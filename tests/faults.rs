@@ -96,7 +96,7 @@ async fn watch_resumed_from_compacted_history_relists() {
     d.start_proxy().await;
     d.prepare().await;
     // A long lease: the SIGSTOPped leader must not have stepped down when it resumes.
-    let started = d.start_controller(&["--lease-duration", "60s"]);
+    let started = d.start_controller(&["--lease-duration=60s"]);
     let cold = d.wait_converged().await;
     let clean = d.verdict().await.writes;
     let proxy = d.proxy.as_ref().expect("proxy");

@@ -65,14 +65,15 @@ impl Supervisor {
             crate::ctrltool::SYSTEM_NS,
             "--identity",
             "gitseal-controller-faults",
-            "--lease-duration",
-            "15s",
             "--key-renew-interval",
             "0",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if !flags.iter().any(|f| f.starts_with("--lease-duration")) {
+            command.push("--lease-duration=15s".into()); // deploy/deployment.yaml's
+        }
         command.push(format!("--metrics-addr=127.0.0.1:{port}"));
         command.push(format!("--kubeconfig={}", kubeconfig.display()));
         command.extend(flags.iter().map(|s| s.to_string()));
