@@ -3,8 +3,10 @@
 //! are what workloads wait for, so under load they reach the API server first; status follows
 //! within moments: while Secrets are being written (one in flight, or one within the last
 //! second) one report is written at a time with a pause after each, and the whole pool runs
-//! once the data path is quiet. One object's reports are never written
-//! concurrently or out of order.
+//! once the data path is quiet. Reports are written in the order their objects first queued
+//! (a churning object cannot starve the others); one object's reports are never written
+//! concurrently or out of order. A write the API server refused for a passing reason (down,
+//! throttling, timeouts) is queued again after a backoff, so every object gets its status.
 
 use super::events::Event;
 use super::{Context, FIELD_MANAGER};
@@ -14,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +29,9 @@ const WORKERS_WHEN_BUSY: usize = 1;
 const BUSY_PAUSE: Duration = Duration::from_millis(100);
 /// How long after the last Secret write the whole pool may run again.
 const QUIET: Duration = Duration::from_secs(1);
+/// Backoff of a failed write: doubles from the first to the last.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_LAST: Duration = Duration::from_secs(30);
 
 /// What one reconcile has to say about its object. Compact (ten thousand can be queued on a
 /// cold start): the object is addressed by the queue's key, and the Ready condition and
@@ -81,11 +86,48 @@ impl Ready {
     }
 }
 
-/// Reports waiting, and objects whose write is in flight.
+/// Reports waiting (each object once in `order`, oldest first), objects whose write is in
+/// flight, and the retry state of objects whose last write failed.
 #[derive(Default)]
 struct Queue {
     pending: HashMap<ObjectRef<SealedSecret>, Report>,
+    order: VecDeque<ObjectRef<SealedSecret>>,
     in_flight: HashSet<ObjectRef<SealedSecret>>,
+    retries: HashMap<ObjectRef<SealedSecret>, Retry>,
+}
+
+/// A failed object's next attempt: not before `due`, then after `delay` doubled.
+struct Retry {
+    due: Instant,
+    delay: Duration,
+}
+
+impl Queue {
+    /// Queue a report again whose write failed for a passing reason, after a backoff; a newer
+    /// report queued meanwhile wins (its status is newer), keeping both Events.
+    fn retry(&mut self, key: ObjectRef<SealedSecret>, mut report: Report) {
+        let delay = self
+            .retries
+            .get(&key)
+            .map_or(RETRY_FIRST, |r| (r.delay * 2).min(RETRY_LAST));
+        let due = Instant::now() + delay;
+        self.retries.insert(key.clone(), Retry { due, delay });
+        match self.pending.get_mut(&key) {
+            Some(newer) => {
+                report.events.append(&mut newer.events);
+                newer.events = report.events;
+            }
+            None => {
+                self.pending.insert(key.clone(), report);
+                self.order.push_back(key);
+            }
+        }
+    }
+
+    /// Whether `key`'s report may be written now.
+    fn ready(&self, key: &ObjectRef<SealedSecret>, now: Instant) -> bool {
+        !self.in_flight.contains(key) && self.retries.get(key).is_none_or(|r| r.due <= now)
+    }
 }
 
 #[derive(Default)]
@@ -126,7 +168,9 @@ impl Reports {
                 report.rewrapped = old.rewrapped; // not yet written: still to say
             }
         }
-        guard.pending.insert(key, report);
+        if guard.pending.insert(key.clone(), report).is_none() {
+            guard.order.push_back(key);
+        }
         drop(guard);
         self.wake.notify_one();
     }
@@ -155,14 +199,16 @@ impl Reports {
             WORKERS
         };
         let mut guard = self.pending.lock().expect("reports lock");
-        let Queue { pending, in_flight } = &mut *guard;
-        if in_flight.len() >= limit {
+        if guard.in_flight.len() >= limit {
             return None;
         }
-        let key = pending.keys().find(|k| !in_flight.contains(*k))?.clone();
-        let report = pending.remove(&key)?;
-        in_flight.insert(key.clone());
-        let more = !pending.is_empty() && in_flight.len() < limit;
+        // The oldest writable report: the ones skipped are few (in flight, or backing off).
+        let now = Instant::now();
+        let at = guard.order.iter().position(|k| guard.ready(k, now))?;
+        let key = guard.order.remove(at)?;
+        let report = guard.pending.remove(&key)?;
+        guard.in_flight.insert(key.clone());
+        let more = !guard.pending.is_empty() && guard.in_flight.len() < limit;
         drop(guard);
         if more {
             self.wake.notify_one(); // let another worker start
@@ -170,14 +216,21 @@ impl Reports {
         Some((key, report))
     }
 
-    fn done(&self, key: &ObjectRef<SealedSecret>) {
+    /// The write of `key` ended; `failed` holds the report to try again, if any.
+    fn done(&self, key: &ObjectRef<SealedSecret>, failed: Option<Report>) {
         let mut guard = self.pending.lock().expect("reports lock");
+        match failed {
+            Some(report) => guard.retry(key.clone(), report),
+            None => drop(guard.retries.remove(key)),
+        }
         guard.in_flight.remove(key);
         let more = !guard.pending.is_empty();
         if !more && guard.in_flight.is_empty() {
             // A cold start queues a report per object: give that memory back once written.
             guard.pending.shrink_to_fit();
+            guard.order.shrink_to_fit();
             guard.in_flight.shrink_to_fit();
+            guard.retries.shrink_to_fit();
         }
         drop(guard);
         if more {
@@ -194,8 +247,8 @@ pub async fn run(ctx: Arc<Context>) {
             loop {
                 match ctx.reports.take() {
                     Some((key, report)) => {
-                        write(&ctx, &key, report).await;
-                        ctx.reports.done(&key);
+                        let failed = write(&ctx, &key, report).await;
+                        ctx.reports.done(&key, failed);
                         if ctx.reports.pressured() {
                             // Under load, a trickle: Secrets first.
                             tokio::time::sleep(BUSY_PAUSE).await;
@@ -212,13 +265,16 @@ pub async fn run(ctx: Arc<Context>) {
     futures::future::join_all(workers).await;
 }
 
-async fn write(ctx: &Context, key: &ObjectRef<SealedSecret>, report: Report) {
+/// Write one report: its status, then its Events. Returns what is still to write when the
+/// API server failed for a passing reason: the whole report if the status failed (its
+/// Events wait with it), else the Events that failed.
+async fn write(ctx: &Context, key: &ObjectRef<SealedSecret>, mut report: Report) -> Option<Report> {
     // The cached object may be newer than the one reconciled.
     let Some(current) = ctx.sealed_object(key) else {
-        return; // deleted meanwhile
+        return None; // deleted meanwhile
     };
     if current.meta().uid != report.uid {
-        return; // deleted and recreated meanwhile; its own reconcile reports
+        return None; // deleted and recreated meanwhile; its own reconcile reports
     }
     let condition = report.ready.condition(&current.name_any());
     if let Err(e) = update_status(
@@ -226,18 +282,40 @@ async fn write(ctx: &Context, key: &ObjectRef<SealedSecret>, report: Report) {
         &current,
         condition,
         report.generation,
-        report.key_ids,
-        report.rewrapped,
+        report.key_ids.clone(),
+        report.rewrapped.clone(),
     )
     .await
     {
-        tracing::warn!(object = %key, error = %e, "could not write status");
+        let again = passing(&e);
+        tracing::warn!(object = %key, error = %e, retry = again, "could not write status");
+        return again.then_some(report);
     }
     let reference = current.object_ref(&());
-    for ev in report.events {
+    let mut unsent = Vec::new();
+    for ev in std::mem::take(&mut report.events) {
         if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
-            tracing::warn!(error = %e, "could not publish an Event");
+            let again = passing(&e);
+            tracing::warn!(error = %e, retry = again, "could not publish an Event");
+            if again {
+                unsent.push(ev);
+            }
         }
+    }
+    // Written: what the status said is in the API now; only the Events are left to send.
+    (!unsent.is_empty()).then(|| {
+        report.events = unsent;
+        report
+    })
+}
+
+/// Whether a failed write may succeed later: the API server unreachable, overloaded (429,
+/// 5xx) or timing out. A refusal of the request itself (404 deleted, 422 invalid) is final.
+fn passing(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::SerdeError(_) => false,
+        _ => true,
     }
 }
 
@@ -351,6 +429,98 @@ mod tests {
                 (id.to_string(), wrapped)
             })
             .collect()
+    }
+
+    fn report(generation: i64, notes: &[&str]) -> Report {
+        Report {
+            uid: Some("u".into()),
+            generation: Some(generation),
+            ready: Ready::Unsealed {
+                at: jiff::Timestamp::UNIX_EPOCH,
+            },
+            key_ids: Vec::new(),
+            rewrapped: None,
+            events: notes
+                .iter()
+                .map(|n| Event {
+                    type_: kube::runtime::events::EventType::Normal,
+                    reason: Reason::Unsealed,
+                    action: "Unseal",
+                    note: n.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn key(name: &str) -> ObjectRef<SealedSecret> {
+        ObjectRef::new(name).within("ns")
+    }
+
+    fn take(reports: &Reports) -> Option<(String, i64, Vec<String>)> {
+        let (k, r) = reports.take()?;
+        let notes = r.events.iter().map(|e| e.note.clone()).collect();
+        Some((k.name, r.generation.unwrap_or_default(), notes))
+    }
+
+    #[test]
+    fn reports_are_written_oldest_first_and_a_churning_object_waits_its_turn() {
+        let reports = Reports::default();
+        for name in ["a", "b", "c"] {
+            reports.push(key(name), report(1, &[]));
+        }
+        // `a` churns: its newer reports keep its place, they do not go ahead of b and c.
+        reports.push(key("a"), report(2, &[]));
+        assert_eq!(take(&reports).map(|t| (t.0, t.1)), Some(("a".into(), 2)));
+        // Written meanwhile: `a`'s next report queues behind the others.
+        reports.push(key("a"), report(3, &[]));
+        let rest: Vec<_> = std::iter::from_fn(|| take(&reports).map(|t| t.0)).collect();
+        assert_eq!(
+            rest,
+            ["b", "c"],
+            "`a` is in flight: never written concurrently"
+        );
+        reports.done(&key("a"), None);
+        assert_eq!(take(&reports).map(|t| (t.0, t.1)), Some(("a".into(), 3)));
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_after_a_backoff_and_a_newer_report_wins() {
+        let reports = Reports::default();
+        reports.push(key("a"), report(1, &["first"]));
+        let (k, r) = reports.take().expect("queued");
+        reports.done(&k, Some(r));
+        assert!(reports.take().is_none(), "backing off");
+        // A newer report replaces the failed status and keeps the failed report's Events.
+        reports.push(key("a"), report(2, &["second"]));
+        assert!(reports.take().is_none(), "still backing off");
+        std::thread::sleep(RETRY_FIRST + Duration::from_millis(50));
+        let (name, generation, notes) = take(&reports).expect("due");
+        assert_eq!((name.as_str(), generation), ("a", 2));
+        assert_eq!(notes, ["first", "second"]);
+        // The backoff doubles while writes fail, up to its limit, and ends when one succeeds.
+        let mut guard = reports.pending.lock().unwrap();
+        guard.in_flight.clear();
+        for _ in 0..10 {
+            guard.retry(key("a"), report(2, &[]));
+        }
+        assert_eq!(guard.retries[&key("a")].delay, RETRY_LAST);
+        drop(guard);
+        reports.done(&key("a"), None);
+        assert!(reports.pending.lock().unwrap().retries.is_empty());
+    }
+
+    #[test]
+    fn only_passing_failures_are_retried() {
+        let api = |code| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            }))
+        };
+        assert!(passing(&api(429)));
+        assert!(passing(&api(503)));
+        assert!(!passing(&api(404)));
+        assert!(!passing(&api(422)));
     }
 
     #[test]
