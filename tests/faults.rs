@@ -263,25 +263,39 @@ async fn flaky_network_refuses_delays_and_cuts() {
     );
 }
 
-/// The controller SIGKILLed five times, each at a seeded random moment 0.2–5 s after its
-/// (re)start (a cold start of 1,000 objects writes its Secrets in about 4 s here and their
-/// statuses after): during cache sync, Secret writes or status writes; the supervisor
-/// restarts it each time.
+/// The controller SIGKILLed five times during a cold start, at seeded random points of its
+/// work (a Secret to create and a status to write per object: 2,000 steps, progress read from
+/// etcd), wherever each falls: cache sync of a restarted process, Secret writes, status
+/// writes; the supervisor restarts it each time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_sigkilled_five_times_during_cold_start() {
     let mut d = Drill::new("controller-kill", "").await;
     d.prepare().await;
     let mut rng = StdRng::seed_from_u64(seed("controller-kill"));
+    let steps = 2 * objects() as u64;
+    let mut at: Vec<u64> = (0..5).map(|_| rng.gen_range(1..steps)).collect();
+    at.sort_unstable();
     let started = d.start_controller(&[]);
     let mut points = Vec::new();
-    for _ in 0..5 {
-        let since = running_since(&d).await;
-        let after = Duration::from_millis(rng.gen_range(200..5000));
-        tokio::time::sleep_until((since + after).into()).await;
-        let secrets = d.secrets_written().await;
+    for point in at {
+        let deadline = Instant::now() + faults::CONVERGE_WITHIN;
+        let (secrets, statuses) = loop {
+            let (secrets, statuses) = d.cold_start_progress().await;
+            if secrets + statuses >= point {
+                break (secrets, statuses);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cold start stopped at {secrets} Secrets + {statuses} statuses, short of \
+                 step {point}; log {}",
+                d.controller().log_path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let starts = d.controller().starts();
+        let into = running_since(&d).await.elapsed();
         d.controller().kill();
-        points.push(format!("{}s:{secrets}", secs(after)));
+        points.push(format!("{point}:{secrets}+{statuses}@{}s", secs(into)));
         while d.controller().starts() == starts {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -293,7 +307,7 @@ async fn controller_sigkilled_five_times_during_cold_start() {
     d.figures(
         &v,
         &[
-            ("kills_s_after_start:secrets_then", points.join(",")),
+            ("kills_step:secrets+statuses@s_into_process", points.join(",")),
             ("converge_after_last_restart_s", secs(converged)),
             ("total_s", secs(started.elapsed())),
         ],

@@ -212,6 +212,24 @@ impl Drill {
         self.plane.count(&prefix).await.unwrap_or(0)
     }
 
+    /// A cold start's progress from etcd: the drill's Secrets that exist and the objects
+    /// whose status has been written at least once; (0, 0) while etcd does not answer.
+    pub async fn cold_start_progress(&self) -> (u64, u64) {
+        let Ok(sealed) = self.plane.versions(SEALED).await else {
+            return (0, 0);
+        };
+        let statuses = self
+            .objects
+            .iter()
+            .filter(|((ns, name), want)| {
+                sealed
+                    .get(&format!("{ns}/{name}"))
+                    .is_some_and(|v| *v > want.spec_writes)
+            })
+            .count();
+        (self.secrets_written().await, statuses as u64)
+    }
+
     /// Wait until at least `n` of the drill's Secrets exist; how many do then.
     pub async fn wait_secrets(&self, n: u64) -> u64 {
         let deadline = Instant::now() + CONVERGE_WITHIN;
