@@ -211,13 +211,31 @@ async fn flaky_network_refuses_delays_and_cuts() {
     let proxy = d.proxy.as_ref().expect("proxy");
     let before = proxy.accepted();
     proxy
-        .add("delay", "latency", "downstream", 1.0, json!({"latency": 100, "jitter": 100}))
+        .add(
+            "delay",
+            "latency",
+            "downstream",
+            1.0,
+            json!({"latency": 100, "jitter": 100}),
+        )
         .await;
     proxy
-        .add("refuse", "reset_peer", "upstream", 0.2, json!({"timeout": 0}))
+        .add(
+            "refuse",
+            "reset_peer",
+            "upstream",
+            0.2,
+            json!({"timeout": 0}),
+        )
         .await;
     proxy
-        .add("cut-after", "limit_data", "downstream", 0.2, json!({"bytes": 65536}))
+        .add(
+            "cut-after",
+            "limit_data",
+            "downstream",
+            0.2,
+            json!({"bytes": 65536}),
+        )
         .await;
     let started = d.start_controller(&[]);
     let mut cuts = 0u32;
@@ -303,11 +321,18 @@ async fn controller_sigkilled_five_times_during_cold_start() {
     running_since(&d).await;
     let converged = d.wait_converged().await;
     let v = d.verdict().await;
-    assert_eq!(d.controller().planned_exits(), 5, "five SIGKILLs, five exits");
+    assert_eq!(
+        d.controller().planned_exits(),
+        5,
+        "five SIGKILLs, five exits"
+    );
     d.figures(
         &v,
         &[
-            ("kills_step:secrets+statuses@s_into_process", points.join(",")),
+            (
+                "kills_step:secrets+statuses@s_into_process",
+                points.join(","),
+            ),
             ("converge_after_last_restart_s", secs(converged)),
             ("total_s", secs(started.elapsed())),
         ],

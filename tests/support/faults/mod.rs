@@ -138,7 +138,12 @@ impl Drill {
     fn controller_kubeconfig(&self) -> PathBuf {
         let server = self.proxy.as_ref().map(Toxiproxy::server);
         let out = self.plane.dir.join("controller.kubeconfig");
-        supervisor::kubeconfig(&self.plane.kubeconfig(), &self.token, server.as_deref(), &out);
+        supervisor::kubeconfig(
+            &self.plane.kubeconfig(),
+            &self.token,
+            server.as_deref(),
+            &out,
+        );
         out
     }
 
@@ -170,7 +175,13 @@ impl Drill {
             let ns = self.namespaces[i % self.namespaces.len()].clone();
             let name = format!("s{i:04}");
             let value = format!("value-{i}-{:08x}", rand::random::<u32>());
-            sealed.push(seal_to(ring, &ns, &name, &[("v", value.as_str())], "strict"));
+            sealed.push(seal_to(
+                ring,
+                &ns,
+                &name,
+                &[("v", value.as_str())],
+                "strict",
+            ));
             let e = self.objects.entry((ns, name)).or_insert(Expected {
                 value: String::new(),
                 secret_writes: 0,
@@ -287,7 +298,11 @@ impl Drill {
                 sealed.insert((ns.clone(), s.name_any()), s);
             }
             let api: Api<Secret> = Api::namespaced(self.env.client.clone(), ns);
-            for s in api.list(&ListParams::default().labels(&managed)).await?.items {
+            for s in api
+                .list(&ListParams::default().labels(&managed))
+                .await?
+                .items
+            {
                 secrets.insert((ns.clone(), s.name_any()), s);
             }
         }
@@ -298,7 +313,8 @@ impl Drill {
         };
         for (key, want) in &self.objects {
             let Some(s) = sealed.get(key) else {
-                p.wrong.push(format!("{}/{}: SealedSecret gone", key.0, key.1));
+                p.wrong
+                    .push(format!("{}/{}: SealedSecret gone", key.0, key.1));
                 continue;
             };
             let secret_ok = secrets.get(key).is_some_and(|secret| {
@@ -312,12 +328,13 @@ impl Drill {
             p.right += usize::from(secret_ok);
             p.ready += usize::from(is_ready_now(s));
             if (!secret_ok || !is_ready_now(s)) && p.wrong.len() < 5 {
-                let ready = s.status.as_ref().map(|st| (&st.conditions, st.observed_generation));
+                let ready = s
+                    .status
+                    .as_ref()
+                    .map(|st| (&st.conditions, st.observed_generation));
                 p.wrong.push(format!(
                     "{}/{}: Secret right {secret_ok}, generation {:?}, status {ready:?}",
-                    key.0,
-                    key.1,
-                    s.metadata.generation
+                    key.0, key.1, s.metadata.generation
                 ));
             }
         }
@@ -416,7 +433,11 @@ impl Drill {
     pub fn figures(&self, v: &Verdict, fields: &[(&str, String)]) {
         let w = &v.writes;
         let c = self.controller();
-        let mut line = format!("FIGURES faults drill={} objects={}", self.name, self.objects.len());
+        let mut line = format!(
+            "FIGURES faults drill={} objects={}",
+            self.name,
+            self.objects.len()
+        );
         for (k, v) in fields {
             line.push_str(&format!(" {k}={v}"));
         }

@@ -171,7 +171,10 @@ impl Supervisor {
 
     /// Whether /healthz answers 200.
     pub async fn healthy(&self) -> bool {
-        matches!(http::request(self.port, "GET", "/healthz", "").await, Ok((200, _)))
+        matches!(
+            http::request(self.port, "GET", "/healthz", "").await,
+            Ok((200, _))
+        )
     }
 }
 
@@ -253,8 +256,7 @@ pub async fn token(admin: &kube::Client, ns: &str, name: &str) -> String {
 /// and, when given, the server replaced by `server` (the proxy). JSON, which is YAML.
 pub fn kubeconfig(admin: &Path, token: &str, server: Option<&str>, out: &Path) {
     let text = std::fs::read_to_string(admin).expect("admin kubeconfig");
-    let mut config: serde_json::Value =
-        gitseal::yaml::from_str(&text).expect("kubeconfig is YAML");
+    let mut config: serde_json::Value = gitseal::yaml::from_str(&text).expect("kubeconfig is YAML");
     for user in config["users"].as_array_mut().expect("users") {
         user["user"] = serde_json::json!({"token": token});
     }
