@@ -132,28 +132,24 @@ impl Plane {
         http::json(self.etcd_port, "POST", path, &body).await
     }
 
+    /// A range request over every key under `prefix`, `only` the count or the keys.
+    async fn range(&self, prefix: &str, only: &str) -> Result<serde_json::Value, String> {
+        let (key, range_end) = range(prefix);
+        let mut body = serde_json::json!({"key": key, "range_end": range_end});
+        body[only] = true.into();
+        self.etcd("/v3/kv/range", body).await
+    }
+
     /// How many keys start with `prefix`.
     pub async fn count(&self, prefix: &str) -> Result<u64, String> {
-        let (key, range_end) = range(prefix);
-        let r = self
-            .etcd(
-                "/v3/kv/range",
-                serde_json::json!({"key": key, "range_end": range_end, "count_only": true}),
-            )
-            .await?;
+        let r = self.range(prefix, "count_only").await?;
         Ok(int(&r["count"]) as u64)
     }
 
     /// Every key under `prefix` (without it) and its modification count since it was created
     /// (etcd's `version`: 1 = written once).
     pub async fn versions(&self, prefix: &str) -> Result<BTreeMap<String, i64>, String> {
-        let (key, range_end) = range(prefix);
-        let r = self
-            .etcd(
-                "/v3/kv/range",
-                serde_json::json!({"key": key, "range_end": range_end, "keys_only": true}),
-            )
-            .await?;
+        let r = self.range(prefix, "keys_only").await?;
         let mut out = BTreeMap::new();
         for kv in r["kvs"].as_array().into_iter().flatten() {
             let raw = B64
@@ -169,13 +165,7 @@ impl Plane {
     /// Compact etcd's history up to its current revision (physically), as the API server's
     /// periodic compaction does: every older revision is gone. Returns that revision.
     pub async fn compact(&self) -> Result<i64, String> {
-        let (key, range_end) = range("/");
-        let head = self
-            .etcd(
-                "/v3/kv/range",
-                serde_json::json!({"key": key, "range_end": range_end, "count_only": true}),
-            )
-            .await?;
+        let head = self.range("/", "count_only").await?;
         let revision = int(&head["header"]["revision"]);
         self.etcd(
             "/v3/kv/compaction",
