@@ -3,7 +3,8 @@
 //! drill's own under target/faults/, with its own ports, so a drill can SIGKILL and restart
 //! either alone (a restarted component comes back on the same port, CA and data). No
 //! controller manager runs: the drills delete nothing. Also etcd's v3 JSON gateway on
-//! loopback: counts, each key's modification count (mvcc `version`) and compaction.
+//! loopback: counts, each key's modification count (mvcc `version`) and compaction. A
+//! plane's directory is removed afterwards unless the drill failed or FAULTS_KEEP is set.
 
 use super::http;
 use crate::cluster::{ControlPlaneProcess, binary};
@@ -181,7 +182,7 @@ impl Drop for Plane {
         // API server first, then etcd (each stopped cleanly by closing its stdin).
         drop(self.apiserver.take());
         drop(self.etcd.take());
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("FAULTS_KEEP").is_some() {
             eprintln!(
                 "faults: kept {} (logs: *.out) for a look",
                 self.dir.display()

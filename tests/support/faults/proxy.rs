@@ -15,7 +15,7 @@ const NAME: &str = "apiserver";
 
 const HOWTO: &str = "The proxy drills need Toxiproxy, built from its Go module by \
 `scripts/toxiproxy build` (needs Go from https://go.dev/dl/ and the Go module proxy; \
-scripts/test runs it next to `scripts/cluster build`).";
+about 30 s, then cached under ~/.cache/gitseal/toxiproxy).";
 
 pub struct Toxiproxy {
     child: Child,
