@@ -27,6 +27,7 @@ mod report;
 mod standby;
 mod tasks;
 mod triggers;
+mod written;
 
 pub use crate::unsealer::{policy, secret};
 pub use context::{Context, Settings};

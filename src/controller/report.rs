@@ -11,6 +11,7 @@
 //! is queued again after a backoff, so every object gets its status and its Events.
 
 use super::events::Event;
+use super::written::Written;
 use super::{Context, FIELD_MANAGER};
 use crate::api::{Reason, SealedSecret, SealedSecretStatus};
 use crate::format::Envelopes;
@@ -181,6 +182,8 @@ impl Queue {
 #[derive(Default)]
 pub struct Reports {
     pending: Mutex<Queue>,
+    /// Statuses written, while the cache may not show them (see written.rs).
+    written: Written,
     wake: Notify,
     /// Secret writes in flight (see [`Reports::busy`]), and when the last one ended.
     busy: AtomicUsize,
@@ -292,6 +295,7 @@ impl Reports {
         guard.active -= 1;
         let more = guard.has_work();
         if !more && guard.active == 0 {
+            self.written.prune();
             // A cold start queues a report per object: give that memory back once written.
             guard.pending.shrink_to_fit();
             guard.order.shrink_to_fit();
@@ -316,8 +320,8 @@ pub async fn run(ctx: Arc<Context>) {
                 match job {
                     Some(Job::Status(key, report)) => {
                         let (failed, sent) = match write(&ctx, &key, report).await {
-                            Written::Status(events) => (None, events),
-                            Written::Failed(report) => (Some(report), None),
+                            Outcome::Status(events) => (None, events),
+                            Outcome::Failed(report) => (Some(report), None),
                         };
                         ctx.reports.status_done(&key, failed, sent);
                     }
@@ -342,7 +346,7 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 /// What became of a status write.
-enum Written {
+enum Outcome {
     /// Written, unchanged, or no longer to write (the object is gone); its Events, if any.
     Status(Option<Outbox>),
     /// The API server failed for a passing reason: the report, to try again.
@@ -350,13 +354,13 @@ enum Written {
 }
 
 /// Write one report's status; its Events follow separately (see the module docs).
-async fn write(ctx: &Context, key: &ObjectRef<SealedSecret>, mut report: Report) -> Written {
+async fn write(ctx: &Context, key: &ObjectRef<SealedSecret>, mut report: Report) -> Outcome {
     // The cached object may be newer than the one reconciled.
     let Some(current) = ctx.sealed_object(key) else {
-        return Written::Status(None); // deleted meanwhile
+        return Outcome::Status(None); // deleted meanwhile
     };
     if current.meta().uid != report.uid {
-        return Written::Status(None); // deleted and recreated meanwhile; its own reconcile reports
+        return Outcome::Status(None); // deleted and recreated meanwhile; its own reconcile reports
     }
     let condition = report.ready.condition(&current.name_any());
     if let Err(e) = update_status(
@@ -372,11 +376,11 @@ async fn write(ctx: &Context, key: &ObjectRef<SealedSecret>, mut report: Report)
         let again = passing(&e);
         tracing::warn!(object = %key, error = %e, retry = again, "could not write status");
         if again {
-            return Written::Failed(report);
+            return Outcome::Failed(report);
         }
     }
     let events = std::mem::take(&mut report.events);
-    Written::Status((!events.is_empty()).then(|| Outbox {
+    Outcome::Status((!events.is_empty()).then(|| Outbox {
         regarding: current.object_ref(&()),
         events,
         retry: None,
@@ -428,7 +432,12 @@ async fn update_status(
     rewrapped: Option<Envelopes>,
 ) -> Result<(), kube::Error> {
     let old = current.status.clone().unwrap_or_default();
-    if let Some(o) = old.conditions.iter().find(|c| c.type_ == "Ready")
+    let uid = current.meta().uid.as_deref().unwrap_or_default();
+    let version = current.meta().resource_version.as_deref();
+    let lagging = ctx.reports.written.lagging(uid, version);
+    if let Some(since) = lagging.as_ref().and_then(|l| l.since(&condition)) {
+        condition.last_transition_time = since;
+    } else if let Some(o) = old.conditions.iter().find(|c| c.type_ == "Ready")
         && o.status == condition.status
         && o.reason == condition.reason
     {
@@ -441,8 +450,8 @@ async fn update_status(
         rewrapped_envelopes: rewrapped
             .unwrap_or_else(|| still_needed(&old.rewrapped_envelopes, &current.spec.envelopes)),
     };
-    if status == old {
-        return Ok(());
+    if status == old || lagging.is_some_and(|l| l.holds(&status)) {
+        return Ok(()); // written already (the cache may not show it yet)
     }
     let api: Api<SealedSecret> = Api::namespaced(
         ctx.client.clone(),
@@ -461,6 +470,7 @@ async fn update_status(
             &Patch::Apply(&applied),
         )
         .await?;
+    ctx.reports.written.wrote(uid, version, &status);
     if written.status.as_ref() == Some(&status) {
         return Ok(());
     }
