@@ -113,7 +113,14 @@ fn check_keys(sealed: &SealedSecret, at: &Location) -> Result<(), Failure> {
         .flat_map(|t| t.data.keys())
         .map(|k| ("spec.template.data", k));
     for (map, key) in data.chain(templates) {
-        check_key(key, &at.field(format!("{map}.{key}"))).map_err(Failure::from_manifest)?;
+        // A key too long to be one is named by its head: status and Event messages are short
+        // (an Event's note holds at most 1 KiB), and the message must still say what is wrong.
+        let named: String = if key.len() > 253 {
+            key.chars().take(64).chain("...".chars()).collect()
+        } else {
+            key.clone()
+        };
+        check_key(key, &at.field(format!("{map}.{named}"))).map_err(Failure::from_manifest)?;
     }
     Ok(())
 }

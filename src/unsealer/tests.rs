@@ -460,10 +460,21 @@ fn keys_the_api_server_refuses_are_invalid_spec_before_anything_is_opened() {
         for policy in [Some(policy()), None] {
             let f = fails(&sealed, &[&key], policy.as_ref());
             assert_eq!(f.reason, Reason::InvalidSpec, "{bad:?}: {f}");
-            assert_eq!(f.field, format!("spec.encryptedData.{bad}"));
+            if bad.len() <= 253 {
+                assert_eq!(f.field, format!("spec.encryptedData.{bad}"));
+            } else {
+                assert_eq!(f.field, format!("spec.encryptedData.{}...", &bad[..64]));
+            }
             assert!(f.text.starts_with("invalid key name "), "{bad:?}: {f}");
         }
     }
+    // A key far too long is named by its head, and the message stays short.
+    let mut huge = sealed_with(SECRET, &key);
+    with_value(&mut huge, &key, &"k".repeat(100_000), b"v");
+    let f = fails(&huge, &[&key], Some(&policy()));
+    assert_eq!(f.reason, Reason::InvalidSpec);
+    assert!(f.message().len() < 300, "{}", f.message());
+    assert!(f.message().ends_with("(100000 bytes): use 1-253 of [-._a-zA-Z0-9]"), "{f}");
     // Template keys follow the same rule.
     let mut templated = sealed_with(SECRET, &key);
     templated
