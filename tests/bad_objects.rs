@@ -73,6 +73,8 @@ fn the_catalogue_covers_every_reason_an_object_can_get() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_objects_each_get_their_own_verdict_and_never_stall_the_controller() {
     let env = Env::start().await;
+    // One key in the cluster: messages name exactly the key ids held.
+    env.delete_all_keys().await;
     let ctl = env.controller("catalogue").await;
     let ring = env.keyring().await;
     let ours = ring.active("keyring").unwrap().remove(0);
@@ -193,7 +195,7 @@ async fn hostile_objects_each_get_their_own_verdict_and_never_stall_the_controll
         let seen = flow::Seen {
             at: std::time::Instant::now(),
             observed: st.observed_generation,
-            ready: ready.map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())),
+            ready: ready.map(|r| (r.status.clone(), r.reason.clone(), r.message.clone())),
             key_ids: st.key_ids.clone(),
         };
         assert!(

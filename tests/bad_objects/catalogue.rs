@@ -77,7 +77,7 @@ pub fn marker(name: &str) -> String {
 
 /// A good strict object holding `k` = its marker.
 fn basic(kit: &Kit, name: &str) -> serde_json::Value {
-    kit.good(name, &[("k", &marker(name))])
+    kit.good(name, &[("k", marker(name).as_str())])
 }
 
 /// A good object with `edit` applied; `vars` from the object before the edit: `{env}`.
@@ -108,7 +108,7 @@ fn keyed(kit: &Kit, name: &str, key: &str) -> Built {
 fn templated(kit: &Kit, name: &str, data: &[(&str, &str)]) -> Built {
     let mut b = edited(kit, name, |_, _| {});
     for (k, t) in data {
-        set(&mut b.doc, &["spec", "template", "data", k], json!(t));
+        set(&mut b.doc, &["spec", "template", "data", *k], json!(t));
     }
     b
 }
@@ -123,16 +123,16 @@ fn with_template(kit: &Kit, name: &str, path: &[&str], v: serde_json::Value) -> 
 
 /// A good object sealed for `for_ns` in `scope`, placed in `ns`.
 fn sealed_in(kit: &Kit, name: &str, for_ns: &str, scope: &str, ns: &str) -> Built {
-    let mut doc = kit.sealed(for_ns, name, &[("k", &marker(name))], scope);
+    let mut doc = kit.sealed(for_ns, name, &[("k", marker(name).as_str())], scope);
     doc["metadata"]["namespace"] = json!(ns);
     Built::new(ns, doc)
 }
 
-/// Flip bit 0 of the wrapping of our key at byte `at(file)` of its age file.
-fn flip_wrapped(doc: &mut serde_json::Value, env: &str, our: &str, at: fn(&[u8]) -> usize) {
+/// Flip bit 0 of the last byte (the payload's tag) of our wrapping of envelope `env`.
+fn flip_payload(doc: &mut serde_json::Value, env: &str, our: &str) {
     let mut bytes = wrapped(doc, env, our);
-    let i = at(&bytes);
-    bytes[i] ^= 1;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
     set_wrapped(doc, env, our, &bytes);
 }
 
@@ -304,7 +304,7 @@ pub fn entries() -> Vec<Entry> {
             None,
             |k, n| {
                 let big = vec![b'x'; 1024 * 1024 - 3];
-                let doc = k.raw(n, std::slice::from_ref(&k.ours), &[("blob", &big)]);
+                let doc = k.raw(n, std::slice::from_ref(&k.ours), &[("blob", big.as_slice())]);
                 Built::new(&k.ns, doc)
             },
         ),
@@ -431,7 +431,7 @@ pub fn entries() -> Vec<Entry> {
                 let mut doc = k.raw(
                     n,
                     std::slice::from_ref(&k.ours),
-                    &[("bin", &[0xff, 0xfe, 0x00])],
+                    &[("bin", &[0xff, 0xfe, 0x00][..])],
                 );
                 set(&mut doc, &["spec", "template", "data", "out"], json!("{{ .bin }}"));
                 Built::new(&k.ns, doc)
@@ -490,10 +490,11 @@ pub fn entries() -> Vec<Entry> {
                 let our = k.our_id();
                 edited(k, n, |d, env| {
                     // The stanza body is the third line of the header.
-                    flip_wrapped(d, env, &our, |f| {
-                        let mut lines = f.iter().enumerate().filter(|(_, b)| **b == b'\n');
-                        lines.nth(1).unwrap().0 + 3
-                    })
+                    let mut bytes = wrapped(d, env, &our);
+                    let mut ends = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n');
+                    let body = ends.nth(1).unwrap().0 + 1;
+                    flip_b64_char(&mut bytes, body + 3);
+                    set_wrapped(d, env, &our, &bytes)
                 })
             },
         ),
@@ -529,7 +530,7 @@ pub fn entries() -> Vec<Entry> {
             None,
             |k, n| {
                 let (a, b) = (marker(n), marker(n) + "-b");
-                let mut doc = k.good(n, &[("a", &a), ("b", &b)]);
+                let mut doc = k.good(n, &[("a", a.as_str()), ("b", b.as_str())]);
                 let (va, vb) = (value(&doc, "a"), value(&doc, "b"));
                 set_value(&mut doc, "a", vb);
                 set_value(&mut doc, "b", va);
@@ -542,7 +543,7 @@ pub fn entries() -> Vec<Entry> {
             fails(Tampered, "spec.encryptedData.k", NOT_AUTHENTIC),
             None,
             |k, n| {
-                let mut doc = k.good("original", &[("k", &marker(n))]);
+                let mut doc = k.good("original", &[("k", marker(n).as_str())]);
                 doc["metadata"]["name"] = json!(n);
                 doc["spec"]["boundTo"] = json!(format!("{}/{n}", k.ns));
                 Built::new(&k.ns, doc)
@@ -591,7 +592,7 @@ pub fn entries() -> Vec<Entry> {
             None,
             |k, n| {
                 let our = k.our_id();
-                edited(k, n, |d, env| flip_wrapped(d, env, &our, |f| f.len() - 1))
+                edited(k, n, |d, env| flip_payload(d, env, &our))
             },
         ),
         entry(
@@ -736,11 +737,12 @@ pub fn entries() -> Vec<Entry> {
             },
         ),
         entry(
-            "secret-of-another-owner",
+            // gitseal's label alone makes no Secret the object's.
+            "secret-with-gitseals-label-only",
             fails(
                 SecretNotOwned,
                 "",
-                "Secret {ns}/secret-of-another-owner exists and is not managed by this SealedSecret",
+                "Secret {ns}/secret-with-gitseals-label-only exists and is not managed by this SealedSecret",
             ),
             None,
             |k, n| {
@@ -750,13 +752,8 @@ pub fn entries() -> Vec<Entry> {
                     "metadata": {
                         "name": n,
                         "labels": {"app.kubernetes.io/managed-by": "gitseal"},
-                        "ownerReferences": [{
-                            "apiVersion": "gitseal.dev/v1alpha1", "kind": "SealedSecret",
-                            "name": n, "uid": "0f0f0f0f-0000-4000-8000-000000000000",
-                            "controller": true,
-                        }],
                     },
-                    "stringData": {"k": "another object's value"},
+                    "stringData": {"k": "someone else's value"},
                 }));
                 b
             },
@@ -781,7 +778,8 @@ pub fn entries() -> Vec<Entry> {
             |k, n| {
                 let mut b = edited(k, n, |_, _| {});
                 for i in 0..5 {
-                    let path = ["spec", "template", "metadata", "annotations", &format!("a{i}")];
+                    let a = format!("a{i}");
+                    let path = ["spec", "template", "metadata", "annotations", a.as_str()];
                     set(&mut b.doc, &path, json!("x".repeat(60_000)));
                 }
                 b
@@ -801,7 +799,7 @@ pub fn entries() -> Vec<Entry> {
                 let doc = k.raw(
                     n,
                     std::slice::from_ref(&k.ours),
-                    &[(".dockerconfigjson", b"not json")],
+                    &[(".dockerconfigjson", &b"not json"[..])],
                 );
                 let mut b = Built::new(&k.ns, doc);
                 set(
@@ -816,7 +814,7 @@ pub fn entries() -> Vec<Entry> {
         entry("value-of-1mib-at-the-limit", Expect::Unsealed, None, |k, n| {
             // Key and value add up to exactly the 1 MiB of a Secret's data.
             let big = vec![b'x'; 1024 * 1024 - 3];
-            let doc = k.raw(n, std::slice::from_ref(&k.ours), &[("big", &big)]);
+            let doc = k.raw(n, std::slice::from_ref(&k.ours), &[("big", big.as_slice())]);
             Built::new(&k.ns, doc).wants([("big", big)])
         }),
         entry("keys-4096", Expect::Unsealed, None, |k, n| {
@@ -834,7 +832,7 @@ pub fn entries() -> Vec<Entry> {
             for i in 0..256 {
                 let sealer = Sealer::new(std::slice::from_ref(&k.ours), Scope::Strict).unwrap();
                 let (key, plain) = (format!("e{i:03}"), format!("{}-{i}", marker(n)));
-                add_values(&mut doc, &sealer, &[(&key, plain.as_bytes())]);
+                add_values(&mut doc, &sealer, &[(key.as_str(), plain.as_bytes())]);
                 want.push((key, plain));
             }
             Built::new(&k.ns, doc).wants(want)
@@ -851,7 +849,7 @@ pub fn entries() -> Vec<Entry> {
             for i in 0..8 {
                 let sealer = Sealer::new(&ours_and(k, 1), Scope::Strict).unwrap();
                 let (key, plain) = (format!("d{i}"), format!("{}-{i}", marker(n)));
-                add_values(&mut doc, &sealer, &[(&key, plain.as_bytes())]);
+                add_values(&mut doc, &sealer, &[(key.as_str(), plain.as_bytes())]);
                 want.push((key, plain));
             }
             Built::new(&k.ns, doc).wants(want)
@@ -864,7 +862,7 @@ pub fn entries() -> Vec<Entry> {
             Built::new(&k.ns, doc).wants(values.map(|(a, b)| (a, b.to_vec())))
         }),
         entry("empty-value", Expect::Unsealed, None, |k, n| {
-            let doc = k.good(n, &[("empty", ""), ("k", &marker(n))]);
+            let doc = k.good(n, &[("empty", ""), ("k", marker(n).as_str())]);
             Built::new(&k.ns, doc).wants([("empty", String::new()), ("k", marker(n))])
         }),
         entry(
@@ -881,7 +879,7 @@ pub fn entries() -> Vec<Entry> {
             sealed_in(k, n, "prod", "cluster", &k.ns).wants([("k", marker(n))])
         }),
         entry("template-rendered", Expect::Unsealed, None, |k, n| {
-            let mut doc = k.good(n, &[("user", "admin"), ("password", &marker(n))]);
+            let mut doc = k.good(n, &[("user", "admin"), ("password", marker(n).as_str())]);
             let dsn = "postgres://{{ .user }}:{{ .password }}@db";
             set(&mut doc, &["spec", "template", "data", "dsn"], json!(dsn));
             Built::new(&k.ns, doc).wants([
@@ -912,7 +910,7 @@ pub fn refused() -> Vec<Refused> {
                 let many: Vec<Recipient> = std::iter::once(k.ours.clone())
                     .chain(strangers(499))
                     .collect();
-                Built::new(&k.ns, k.raw(n, &many, &[("k", b"v")]))
+                Built::new(&k.ns, k.raw(n, &many, &[("k", &b"v"[..])]))
             },
         },
         Refused {
@@ -937,7 +935,7 @@ pub fn refused() -> Vec<Refused> {
                 for i in 0..257 {
                     let sealer =
                         Sealer::new(std::slice::from_ref(&k.ours), Scope::Strict).unwrap();
-                    add_values(&mut doc, &sealer, &[(&format!("e{i}"), b"v")]);
+                    add_values(&mut doc, &sealer, &[(format!("e{i}").as_str(), &b"v"[..])]);
                 }
                 Built::new(&k.ns, doc)
             },
@@ -1011,7 +1009,7 @@ pub fn refused() -> Vec<Refused> {
                 let doc = k.raw(
                     n,
                     std::slice::from_ref(&k.ours),
-                    &[("a", &big), ("b", &big)],
+                    &[("a", big.as_slice()), ("b", big.as_slice())],
                 );
                 Built::new(&k.ns, doc)
             },

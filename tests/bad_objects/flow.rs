@@ -366,7 +366,7 @@ pub async fn check_events(env: &Env, cases: &[Case<'_>]) -> Vec<String> {
                         (name, e.reason.unwrap_or_default())
                     })
                     .collect();
-                by_ns.insert(&c.built.ns, named);
+                by_ns.insert(c.built.ns.as_str(), named);
             }
         }
         let missing: Vec<String> = cases
@@ -398,7 +398,7 @@ pub struct Good {
 impl Good {
     pub async fn apply(env: &Env, kit: &Kit, name: &str) -> Good {
         let value = format!("good-value-of-{name}");
-        let built = Built::new(&kit.ns, kit.good(name, &[("k", &value)]));
+        let built = Built::new(&kit.ns, kit.good(name, &[("k", value.as_str())]));
         apply(env, &built).await.expect("a good object is admitted");
         Good {
             key: (kit.ns.clone(), name.to_string()),
