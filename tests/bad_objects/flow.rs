@@ -10,7 +10,7 @@ use futures::StreamExt;
 use gitseal::api::SealedSecret;
 use gitseal::format::{Scope, Sealer};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -123,9 +123,10 @@ impl Watch {
     }
 }
 
-/// Server-side apply `b` (after the Secret it expects to exist, if any): the object's new
-/// generation, or the API server's refusal.
-pub async fn apply(env: &Env, b: &Built) -> Result<i64, kube::Error> {
+/// Create `b` (after the Secret it expects to exist, if any) as `kubectl create` or a
+/// client-side `kubectl apply` does (a JSON POST; server-side apply's YAML decoder refuses
+/// keys over 1,024 characters): the object's generation, or the API server's refusal.
+pub async fn create(env: &Env, b: &Built) -> Result<i64, kube::Error> {
     if let Some(existing) = &b.existing {
         let secret: Secret = serde_json::from_value(existing.clone()).unwrap();
         env.secrets(&b.ns)
@@ -133,6 +134,17 @@ pub async fn apply(env: &Env, b: &Built) -> Result<i64, kube::Error> {
             .await
             .expect("create the pre-existing Secret");
     }
+    let mut doc = b.doc.clone();
+    doc["metadata"]["namespace"] = json!(b.ns);
+    let object: DynamicObject = serde_json::from_value(doc).unwrap();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &b.ns, &ApiResource::erase::<SealedSecret>(&()));
+    let out = api.create(&PostParams::default(), &object).await?;
+    Ok(out.metadata.generation.unwrap_or(1))
+}
+
+/// Server-side apply `b` over what is there: the object's new generation.
+pub async fn apply(env: &Env, b: &Built) -> Result<i64, kube::Error> {
     let mut doc = b.doc.clone();
     doc["metadata"]["namespace"] = json!(b.ns);
     let api: Api<SealedSecret> = Api::namespaced(env.client.clone(), &b.ns);
@@ -146,7 +158,7 @@ pub async fn refused_at_admission(env: &Env, kit: &Kit, list: &[Refused]) -> Vec
     let mut wrong = Vec::new();
     for r in list {
         let built = (r.build)(kit, r.name);
-        match apply(env, &built).await {
+        match create(env, &built).await {
             Ok(_) => wrong.push(format!("{}: admitted, expected a refusal", r.name)),
             Err(kube::Error::Api(s)) if s.message.contains(r.says) && s.code >= 400 => {
                 println!(
@@ -231,7 +243,7 @@ pub async fn apply_entries<'a>(
         if policy && built.ns != kit.ns {
             continue;
         }
-        let result = apply(env, &built).await;
+        let result = create(env, &built).await;
         match (policy.then_some(entry.policy).flatten(), result) {
             (None, Ok(generation)) => cases.push(Case {
                 entry,
@@ -399,7 +411,7 @@ impl Good {
     pub async fn apply(env: &Env, kit: &Kit, name: &str) -> Good {
         let value = format!("good-value-of-{name}");
         let built = Built::new(&kit.ns, kit.good(name, &[("k", value.as_str())]));
-        apply(env, &built).await.expect("a good object is admitted");
+        create(env, &built).await.expect("a good object is admitted");
         Good {
             key: (kit.ns.clone(), name.to_string()),
             value,
@@ -481,7 +493,7 @@ pub async fn churn(
         super::build::add_values(&mut doc, &sealer, &[("k", i.as_bytes())]);
         doc
     };
-    apply(env, &Built::new(&kit.ns, write("churn-start".into(), &doc)))
+    create(env, &Built::new(&kit.ns, write("churn-start".into(), &doc)))
         .await
         .unwrap();
     let (count, start) = (&AtomicU64::new(0), Instant::now());
