@@ -170,7 +170,7 @@ async fn main() {
     };
     let (leader, standby) = pods_by_role(&client, &image.reference).await;
     show("leader before", memory(&leader), &limit);
-    let namespaces = create_namespaces(&client, "bench-pod").await;
+    let namespaces = create_namespaces(&client, "bench-pod", NAMESPACES).await;
     let selector = "app.kubernetes.io/managed-by=gitseal".to_string();
     let counted = count_secrets(&client, &selector, objects + 1).await;
     let t = Instant::now();

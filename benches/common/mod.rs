@@ -8,20 +8,22 @@ use crate::ctrltool::{is_ready_now, seal_to};
 use futures::{StreamExt, TryStreamExt, stream};
 use gitseal::api::SealedSecret;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use std::time::{Duration, Instant};
 
-/// SealedSecrets are spread over this many namespaces.
+/// SealedSecrets are spread over this many namespaces by default (10,000 objects: 100 each).
 pub const NAMESPACES: usize = 100;
+/// Objects per namespace when the count follows the objects (100,000: 1,000 namespaces).
+pub const PER_NAMESPACE: usize = 100;
 /// Creates in flight at once.
 pub const IN_FLIGHT: usize = 64;
 
-pub async fn create_namespaces(client: &Client, prefix: &str) -> Vec<String> {
+pub async fn create_namespaces(client: &Client, prefix: &str, count: usize) -> Vec<String> {
     let api: Api<Namespace> = Api::all(client.clone());
     let mut names = Vec::new();
-    for i in 0..NAMESPACES {
+    for i in 0..count {
         let name = format!("{prefix}-{i}");
         let ns: Namespace =
             serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
@@ -75,11 +77,11 @@ pub async fn create_sealed(
 ) {
     stream::iter(0..objects)
         .map(|i| {
-            let ns = namespaces[i % NAMESPACES].clone();
+            let ns = namespaces[i % namespaces.len()].clone();
             let sealed = seal_to(
                 keyring,
                 &ns,
-                &format!("s{}", i / NAMESPACES),
+                &format!("s{}", i / namespaces.len()),
                 &[("password", "p"), ("user", "u")],
                 "strict",
             );
@@ -91,32 +93,33 @@ pub async fn create_sealed(
         .await;
 }
 
-/// Wait until `want` SealedSecrets report Ready=True for their generation (status written).
-pub async fn wait_all_ready(client: &Client, want: usize) {
+/// Wait until `want` SealedSecrets report Ready=True for their generation (status written),
+/// counted from a watch (a list of 100,000 objects every few seconds would load the server
+/// it measures); returns the seconds it took.
+pub async fn wait_all_ready(client: &Client, want: usize) -> f64 {
     let api: Api<SealedSecret> = Api::all(client.clone());
     let t = Instant::now();
-    loop {
-        let ready = api
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .filter(|s| is_ready_now(s))
-            .count();
-        if ready >= want {
-            eprintln!(
-                "all statuses written {:.1} s after the Secrets",
-                t.elapsed().as_secs_f64()
-            );
-            return;
+    let limit = Duration::from_secs(900);
+    let mut ready = std::collections::HashSet::new();
+    let mut events = watcher(api, watcher::Config::default())
+        .touched_objects()
+        .boxed();
+    while ready.len() < want {
+        match tokio::time::timeout(limit.saturating_sub(t.elapsed()), events.try_next()).await {
+            Ok(Ok(Some(s))) => {
+                let key = (s.namespace().unwrap_or_default(), s.name_any());
+                if is_ready_now(&s) {
+                    ready.insert(key);
+                } else {
+                    ready.remove(&key);
+                }
+            }
+            _ => panic!("only {} of {want} Ready after {limit:?}", ready.len()),
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(600),
-            "only {ready} of {want} Ready"
-        );
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!("all statuses written {secs:.1} s after the Secrets");
+    secs
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {

@@ -1,0 +1,3 @@
+module gitseal.dev/benches/floor
+
+go 1.26
