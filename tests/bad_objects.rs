@@ -15,11 +15,11 @@
 //! how they are applied and judged in flow.rs. `cargo test --test bad_objects -- --nocapture`
 //! prints the table and the FIGURES lines.
 
-mod ctrltool;
 #[path = "bad_objects/build.rs"]
 mod build;
 #[path = "bad_objects/catalogue.rs"]
 mod catalogue;
+mod ctrltool;
 #[path = "bad_objects/flow.rs"]
 mod flow;
 
@@ -57,10 +57,16 @@ fn the_catalogue_covers_every_reason_an_object_can_get() {
     let entries = entries();
     assert!(entries.len() >= 30, "{} entries", entries.len());
     let mut names = BTreeSet::new();
-    for e in entries.iter().map(|e| e.name).chain(refused().iter().map(|r| r.name)) {
+    for e in entries
+        .iter()
+        .map(|e| e.name)
+        .chain(refused().iter().map(|r| r.name))
+    {
         assert!(names.insert(e), "{e} twice");
         assert!(
-            e.len() <= 63 && e.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            e.len() <= 63
+                && e.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
             "{e} is not an object name"
         );
     }
@@ -94,7 +100,10 @@ async fn hostile_objects_each_get_their_own_verdict_and_never_stall_the_controll
     let mut cases = flow::apply_entries(&env, &kit, &entries, false, &mut goods, &mut wrong).await;
     let plain_cases = cases.len();
     let policy_kit = kit.at(&policy_ns);
-    let probe = entries.iter().find(|e| e.name == "envelope-unused").unwrap();
+    let probe = entries
+        .iter()
+        .find(|e| e.name == "envelope-unused")
+        .unwrap();
     let probe = (probe.build)(&policy_kit, "policy-probe").doc;
     bind_admission_policy(&env, &policy_ns, &probe).await;
     cases.extend(
@@ -103,7 +112,11 @@ async fn hostile_objects_each_get_their_own_verdict_and_never_stall_the_controll
     let (times, mismatched) = flow::judge_all(&watch, &cases, &our).await;
     wrong.extend(mismatched);
     for (c, t) in cases.iter().zip(&times) {
-        let layer = if c.built.ns == policy_ns { "controller (policy bound)" } else { "controller" };
+        let layer = if c.built.ns == policy_ns {
+            "controller (policy bound)"
+        } else {
+            "controller"
+        };
         let t = t.map_or("-".to_string(), |t| format!("{} ms", ms(t)));
         let reason = reason_of(&c.entry.expect);
         println!("{layer:<28} {:<44} {reason:<15} {t}", c.entry.name);
@@ -111,11 +124,21 @@ async fn hostile_objects_each_get_their_own_verdict_and_never_stall_the_controll
     for e in entries.iter().filter(|e| e.policy.is_some()) {
         println!("{:<28} {:<44} 422", "admission policy", e.name);
     }
-    assert!(wrong.is_empty(), "{} wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     wrong.extend(flow::check_secrets(&env, &cases, &watch, &our).await);
     wrong.extend(flow::check_events(&env, &cases).await);
     let flowed = flow::goods_flowed(&env, &watch, &goods).await;
-    assert!(wrong.is_empty(), "{} wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     let (secret, ready) = flowed.unwrap();
     let judged: Vec<Duration> = times.iter().flatten().copied().collect();
     let (min, median, max) = spread(judged);
@@ -142,18 +165,21 @@ async fn hostile_objects_each_get_their_own_verdict_and_never_stall_the_controll
     );
 
     // One object rewritten ~100 times a second while 50 good objects arrive.
-    let churn = flow::churn(&env, &kit, "churn", Duration::from_secs(20), 2, 50, 50).await;
+    let churn = flow::churn(&env, &kit, "churn", Duration::from_secs(20), 4, 25, 50).await;
     let ended = std::time::Instant::now();
     let key = (ns.clone(), "churn".to_string());
-    let done = |s: &flow::Seen| {
-        s.ready
-            .as_ref()
-            .is_some_and(|(st, r, _)| st == "True" && r == "Unsealed")
-    };
-    wait_for(flow::WAIT, || async { watch.first(&key, churn.generation, done).is_some() }).await;
+    let done = flow::Seen::unsealed;
+    wait_for(flow::WAIT, || async {
+        watch.first(&key, churn.generation, done).is_some()
+    })
+    .await;
     let settled = watch.first(&key, churn.generation, done).unwrap().at - ended;
     let secret_now = env.secrets(&ns).get("churn").await.unwrap();
-    assert_eq!(data(&secret_now, "k"), churn.last, "the churned object's Secret");
+    assert_eq!(
+        data(&secret_now, "k"),
+        churn.last,
+        "the churned object's Secret"
+    );
     let (secret, ready) = flow::goods_flowed(&env, &watch, &churn.goods)
         .await
         .unwrap_or_else(|e| panic!("during the churn: {e}"));
@@ -182,22 +208,16 @@ async fn hostile_objects_each_get_their_own_verdict_and_never_stall_the_controll
     for r in OBJECT_REASONS {
         let counted = metrics
             .lines()
-            .filter(|l| l.starts_with("gitseal_reconciles_total{") && l.contains(&format!("reason=\"{r}\"")))
+            .filter(|l| {
+                l.starts_with("gitseal_reconciles_total{") && l.contains(&format!("reason=\"{r}\""))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
         assert!(counted > 0.0, "no reconcile counted as {r}:\n{metrics}");
     }
     for c in &cases {
         let api: Api<SealedSecret> = Api::namespaced(env.client.clone(), &c.built.ns);
-        let now = api.get(c.built.name()).await.unwrap();
-        let st = now.status.unwrap_or_default();
-        let ready = st.conditions.iter().find(|c| c.type_ == "Ready");
-        let seen = flow::Seen {
-            at: std::time::Instant::now(),
-            observed: st.observed_generation,
-            ready: ready.map(|r| (r.status.clone(), r.reason.clone(), r.message.clone())),
-            key_ids: st.key_ids.clone(),
-        };
+        let seen = flow::Seen::of(&api.get(c.built.name()).await.unwrap());
         assert!(
             seen.observed == Some(c.generation) && c.judged(&seen, &our),
             "{}/{}: the verdict changed to {:?}",
@@ -211,7 +231,10 @@ async fn hostile_objects_each_get_their_own_verdict_and_never_stall_the_controll
     ctl.assert_no_plain_text(&env, &ns, &markers).await;
 
     // Leave nothing in the shared namespaces.
-    for c in cases.iter().filter(|c| c.built.ns != ns && c.built.ns != policy_ns) {
+    for c in cases
+        .iter()
+        .filter(|c| c.built.ns != ns && c.built.ns != policy_ns)
+    {
         let api: Api<SealedSecret> = Api::namespaced(env.client.clone(), &c.built.ns);
         let _ = api.delete(c.built.name(), &DeleteParams::default()).await;
     }

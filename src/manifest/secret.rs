@@ -218,15 +218,12 @@ mod tests {
     #[test]
     fn keys_follow_the_api_servers_rule() {
         let at = Location::new("s.yaml", 1).field("data.k");
-        for ok in [
-            "a", "A-b_c.d", ".a", "a.", "a..b", ".dockerconfigjson", "-", "_", ".-.",
-        ] {
+        for ok in "a A-b_c.d .a a. a..b .dockerconfigjson - _ .-.".split(' ') {
             assert!(check_key(ok, &at).is_ok(), "{ok:?} refused");
         }
         assert!(check_key(&"k".repeat(253), &at).is_ok());
-        for bad in [
-            "", ".", "..", "..a", "...", "a/b", "a b", "p\u{e4}ss", "a\0b", "a:b",
-        ] {
+        // The empty key first.
+        for bad in ",.,..,..a,...,a/b,a b,p\u{e4}ss,a\0b,a:b".split(',') {
             let e = check_key(bad, &at).expect_err(bad);
             assert_eq!(e.at.field, "data.k");
             assert!(e.message.starts_with("invalid key name "), "{}", e.message);

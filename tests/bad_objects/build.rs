@@ -153,11 +153,7 @@ pub fn add_hand_sealed(doc: &mut Value, to: &Recipient, key: &str, plain: &[u8])
     };
     let data_key = DataKey::generate();
     let id = crypto::envelope_id(&data_key);
-    let blob = crypto::seal(
-        &data_key,
-        &aad(Scope::Strict, target, key).unwrap(),
-        plain,
-    );
+    let blob = crypto::seal(&data_key, &aad(Scope::Strict, target, key).unwrap(), plain);
     let value = SealedValue {
         scope: Scope::Strict,
         envelope_id: id.clone(),
@@ -180,7 +176,10 @@ pub fn envelope_id(doc: &Value) -> String {
 }
 
 pub fn value(doc: &Value, key: &str) -> String {
-    doc["spec"]["encryptedData"][key].as_str().unwrap().to_string()
+    doc["spec"]["encryptedData"][key]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 pub fn set_value(doc: &mut Value, key: &str, v: impl Into<String>) {

@@ -218,7 +218,11 @@ pub fn entries() -> Vec<Entry> {
                 "expected 4 colon-separated fields",
             ),
             Some("spec.encryptedData.k: not a gitseal value"),
-            |k, n| edited(k, n, |d, env| set_value(d, "k", format!("gs1:strict:{env}"))),
+            |k, n| {
+                edited(k, n, |d, env| {
+                    set_value(d, "k", format!("gs1:strict:{env}"))
+                })
+            },
         ),
         entry(
             "value-names-a-missing-envelope",
@@ -304,7 +308,11 @@ pub fn entries() -> Vec<Entry> {
             None,
             |k, n| {
                 let big = vec![b'x'; 1024 * 1024 - 3];
-                let doc = k.raw(n, std::slice::from_ref(&k.ours), &[("blob", big.as_slice())]);
+                let doc = k.raw(
+                    n,
+                    std::slice::from_ref(&k.ours),
+                    &[("blob", big.as_slice())],
+                );
                 Built::new(&k.ns, doc)
             },
         ),
@@ -326,19 +334,31 @@ pub fn entries() -> Vec<Entry> {
         // InvalidSpec: keys the API server refuses in a Secret (IsConfigMapKey).
         entry(
             "key-with-slash",
-            fails(InvalidSpec, "spec.encryptedData.a/b", "invalid key name \"a/b\""),
+            fails(
+                InvalidSpec,
+                "spec.encryptedData.a/b",
+                "invalid key name \"a/b\"",
+            ),
             Some(NOT_A_KEY),
             |k, n| keyed(k, n, "a/b"),
         ),
         entry(
             "key-dot",
-            fails(InvalidSpec, "spec.encryptedData..", "invalid key name \".\""),
+            fails(
+                InvalidSpec,
+                "spec.encryptedData..",
+                "invalid key name \".\"",
+            ),
             Some(NOT_A_KEY),
             |k, n| keyed(k, n, "."),
         ),
         entry(
             "key-dotdot",
-            fails(InvalidSpec, "spec.encryptedData...", "invalid key name \"..\""),
+            fails(
+                InvalidSpec,
+                "spec.encryptedData...",
+                "invalid key name \"..\"",
+            ),
             Some(NOT_A_KEY),
             |k, n| keyed(k, n, ".."),
         ),
@@ -372,7 +392,11 @@ pub fn entries() -> Vec<Entry> {
         ),
         entry(
             "key-with-space",
-            fails(InvalidSpec, "spec.encryptedData.a b", "invalid key name \"a b\""),
+            fails(
+                InvalidSpec,
+                "spec.encryptedData.a b",
+                "invalid key name \"a b\"",
+            ),
             Some(NOT_A_KEY),
             |k, n| keyed(k, n, "a b"),
         ),
@@ -427,7 +451,11 @@ pub fn entries() -> Vec<Entry> {
         ),
         entry(
             "template-over-a-binary-value",
-            fails(InvalidSpec, "spec.encryptedData.bin", "value is not UTF-8 text"),
+            fails(
+                InvalidSpec,
+                "spec.encryptedData.bin",
+                "value is not UTF-8 text",
+            ),
             None,
             |k, n| {
                 let mut doc = k.raw(
@@ -435,7 +463,11 @@ pub fn entries() -> Vec<Entry> {
                     std::slice::from_ref(&k.ours),
                     &[("bin", &[0xff, 0xfe, 0x00][..])],
                 );
-                set(&mut doc, &["spec", "template", "data", "out"], json!("{{ .bin }}"));
+                set(
+                    &mut doc,
+                    &["spec", "template", "data", "out"],
+                    json!("{{ .bin }}"),
+                );
                 Built::new(&k.ns, doc)
             },
         ),
@@ -449,17 +481,17 @@ pub fn entries() -> Vec<Entry> {
             ),
             None,
             |k, n| {
-                let doc = k.raw(
-                    n,
-                    &k.strangers[..1],
-                    &[("k", marker(n).as_bytes())],
-                );
+                let doc = k.raw(n, &k.strangers[..1], &[("k", marker(n).as_bytes())]);
                 Built::new(&k.ns, doc).var("stranger", k.strangers[0].key_id())
             },
         ),
         entry(
             "wrapped-for-32-strangers",
-            fails(KeyNotFound, "spec.encryptedData.k", "is sealed for key ids ["),
+            fails(
+                KeyNotFound,
+                "spec.encryptedData.k",
+                "is sealed for key ids [",
+            ),
             None,
             |k, n| {
                 let doc = k.raw(n, &k.strangers[..32], &[("k", marker(n).as_bytes())]);
@@ -468,7 +500,11 @@ pub fn entries() -> Vec<Entry> {
         ),
         entry(
             "our-wrapping-under-a-strangers-id",
-            fails(KeyNotFound, "spec.encryptedData.k", "is sealed for key ids [{stranger}]"),
+            fails(
+                KeyNotFound,
+                "spec.encryptedData.k",
+                "is sealed for key ids [{stranger}]",
+            ),
             None,
             |k, n| {
                 let (our, theirs) = (k.our_id(), k.strangers[0].key_id());
@@ -644,7 +680,14 @@ pub fn entries() -> Vec<Entry> {
                 "Secret type kubernetes.io/service-account-token is denied by the template policy",
             ),
             None,
-            |k, n| with_template(k, n, &["type"], json!("kubernetes.io/service-account-token")),
+            |k, n| {
+                with_template(
+                    k,
+                    n,
+                    &["type"],
+                    json!("kubernetes.io/service-account-token"),
+                )
+            },
         ),
         entry(
             "type-sealing-key",
@@ -695,7 +738,11 @@ pub fn entries() -> Vec<Entry> {
                 with_template(
                     k,
                     n,
-                    &["metadata", "annotations", "replicator.v1.mittwald.de/replicate-to"],
+                    &[
+                        "metadata",
+                        "annotations",
+                        "replicator.v1.mittwald.de/replicate-to",
+                    ],
                     json!(".*"),
                 )
             },
@@ -814,18 +861,25 @@ pub fn entries() -> Vec<Entry> {
             },
         ),
         // Hostile but valid: unsealed, exactly.
-        entry("value-of-1mib-at-the-limit", Expect::Unsealed, None, |k, n| {
-            // Key and value add up to exactly the 1 MiB of a Secret's data.
-            let big = vec![b'x'; 1024 * 1024 - 3];
-            let doc = k.raw(n, std::slice::from_ref(&k.ours), &[("big", big.as_slice())]);
-            Built::new(&k.ns, doc).wants([("big", big)])
-        }),
+        entry(
+            "value-of-1mib-at-the-limit",
+            Expect::Unsealed,
+            None,
+            |k, n| {
+                // Key and value add up to exactly the 1 MiB of a Secret's data.
+                let big = vec![b'x'; 1024 * 1024 - 3];
+                let doc = k.raw(n, std::slice::from_ref(&k.ours), &[("big", big.as_slice())]);
+                Built::new(&k.ns, doc).wants([("big", big)])
+            },
+        ),
         entry("keys-4096", Expect::Unsealed, None, |k, n| {
             let pairs: Vec<(String, String)> = (0..4096)
                 .map(|i| (format!("key-{i:04}"), format!("{}-{i}", marker(n))))
                 .collect();
-            let refs: Vec<(&str, &str)> =
-                pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let refs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
             Built::new(&k.ns, k.good(n, &refs)).wants(pairs)
         }),
         entry("envelopes-256", Expect::Unsealed, None, |k, n| {
@@ -840,27 +894,40 @@ pub fn entries() -> Vec<Entry> {
             }
             Built::new(&k.ns, doc).wants(want)
         }),
-        entry("envelope-for-32-recipients", Expect::Unsealed, None, |k, n| {
-            let doc = k.raw(n, &ours_and(k, 31), &[("k", marker(n).as_bytes())]);
-            Built::new(&k.ns, doc).wants([("k", marker(n))])
-        }),
-        entry("duplicate-key-ids-across-envelopes", Expect::Unsealed, None, |k, n| {
-            // Eight envelopes, each wrapped for the same two key ids (ours and a stranger's).
-            let mut doc = k.raw(n, std::slice::from_ref(&k.ours), &[]);
-            doc["spec"]["envelopes"] = json!({});
-            let mut want = Vec::new();
-            for i in 0..8 {
-                let sealer = Sealer::new(&ours_and(k, 1), Scope::Strict).unwrap();
-                let (key, plain) = (format!("d{i}"), format!("{}-{i}", marker(n)));
-                add_values(&mut doc, &sealer, &[(key.as_str(), plain.as_bytes())]);
-                want.push((key, plain));
-            }
-            Built::new(&k.ns, doc).wants(want)
-        }),
+        entry(
+            "envelope-for-32-recipients",
+            Expect::Unsealed,
+            None,
+            |k, n| {
+                let doc = k.raw(n, &ours_and(k, 31), &[("k", marker(n).as_bytes())]);
+                Built::new(&k.ns, doc).wants([("k", marker(n))])
+            },
+        ),
+        entry(
+            "duplicate-key-ids-across-envelopes",
+            Expect::Unsealed,
+            None,
+            |k, n| {
+                // Eight envelopes, each wrapped for the same two key ids (ours and a stranger's).
+                let mut doc = k.raw(n, std::slice::from_ref(&k.ours), &[]);
+                doc["spec"]["envelopes"] = json!({});
+                let mut want = Vec::new();
+                for i in 0..8 {
+                    let sealer = Sealer::new(&ours_and(k, 1), Scope::Strict).unwrap();
+                    let (key, plain) = (format!("d{i}"), format!("{}-{i}", marker(n)));
+                    add_values(&mut doc, &sealer, &[(key.as_str(), plain.as_bytes())]);
+                    want.push((key, plain));
+                }
+                Built::new(&k.ns, doc).wants(want)
+            },
+        ),
         entry("binary-values", Expect::Unsealed, None, |k, n| {
             let random = random_bytes(64);
-            let values: [(&str, &[u8]); 3] =
-                [("random", &random), ("nul", &[0, 0, 0]), ("latin1", &[0xe9])];
+            let values: [(&str, &[u8]); 3] = [
+                ("random", &random),
+                ("nul", &[0, 0, 0]),
+                ("latin1", &[0xe9]),
+            ];
             let doc = k.raw(n, std::slice::from_ref(&k.ours), &values);
             Built::new(&k.ns, doc).wants(values.map(|(a, b)| (a, b.to_vec())))
         }),
@@ -874,8 +941,10 @@ pub fn entries() -> Vec<Entry> {
             Expect::Unsealed,
             Some("does not match this object"),
             |k, n| {
-                edited(k, n, |d, _| d["spec"]["boundTo"] = json!(format!("prod/{n}")))
-                    .wants([("k", marker(n))])
+                edited(k, n, |d, _| {
+                    d["spec"]["boundTo"] = json!(format!("prod/{n}"))
+                })
+                .wants([("k", marker(n))])
             },
         ),
         entry("cluster-scope-moved", Expect::Unsealed, None, |k, n| {
@@ -891,13 +960,19 @@ pub fn entries() -> Vec<Entry> {
                 ("dsn", format!("postgres://admin:{}@db", marker(n))),
             ])
         }),
-        entry("keys-at-the-edges-of-the-rule", Expect::Unsealed, None, |k, n| {
-            let longest = "k".repeat(253);
-            let keys = [".a", "a..b", "-", "_.", "x.", longest.as_str()];
-            let values: Vec<(&str, &[u8])> = keys.iter().map(|key| (*key, key.as_bytes())).collect();
-            let doc = k.raw(n, std::slice::from_ref(&k.ours), &values);
-            Built::new(&k.ns, doc).wants(keys.map(|key| (key, key)))
-        }),
+        entry(
+            "keys-at-the-edges-of-the-rule",
+            Expect::Unsealed,
+            None,
+            |k, n| {
+                let longest = "k".repeat(253);
+                let keys = [".a", "a..b", "-", "_.", "x.", longest.as_str()];
+                let values: Vec<(&str, &[u8])> =
+                    keys.iter().map(|key| (*key, key.as_bytes())).collect();
+                let doc = k.raw(n, std::slice::from_ref(&k.ours), &values);
+                Built::new(&k.ns, doc).wants(keys.map(|key| (key, key)))
+            },
+        ),
     ]
 }
 
@@ -936,8 +1011,7 @@ pub fn refused() -> Vec<Refused> {
                 let mut doc = k.raw(n, std::slice::from_ref(&k.ours), &[]);
                 doc["spec"]["envelopes"] = json!({});
                 for i in 0..257 {
-                    let sealer =
-                        Sealer::new(std::slice::from_ref(&k.ours), Scope::Strict).unwrap();
+                    let sealer = Sealer::new(std::slice::from_ref(&k.ours), Scope::Strict).unwrap();
                     add_values(&mut doc, &sealer, &[(format!("e{i}").as_str(), &b"v"[..])]);
                 }
                 Built::new(&k.ns, doc)
@@ -984,7 +1058,11 @@ pub fn refused() -> Vec<Refused> {
             says: "not sealed for spec.scope strict",
             build: |k, n| {
                 edited(k, n, |d, _| {
-                    set_value(d, "k", value(d, "k").replacen("gs1:strict:", "gs1:cluster:", 1))
+                    set_value(
+                        d,
+                        "k",
+                        value(d, "k").replacen("gs1:strict:", "gs1:cluster:", 1),
+                    )
                 })
             },
         },
@@ -994,14 +1072,18 @@ pub fn refused() -> Vec<Refused> {
             says: "spec.boundTo must be <namespace>/<metadata.name>",
             build: |k, n| {
                 let ns = k.ns.clone();
-                edited(k, n, |d, _| d["spec"]["boundTo"] = json!(format!("{ns}/other")))
+                edited(k, n, |d, _| {
+                    d["spec"]["boundTo"] = json!(format!("{ns}/other"))
+                })
             },
         },
         Refused {
             name: "label-value-over-63",
             layer: schema,
             says: "may not be more than 63 bytes",
-            build: |k, n| with_template(k, n, &["metadata", "labels", "tier"], json!("x".repeat(64))),
+            build: |k, n| {
+                with_template(k, n, &["metadata", "labels", "tier"], json!("x".repeat(64)))
+            },
         },
         Refused {
             name: "values-over-the-storage-request-limit",

@@ -34,6 +34,27 @@ pub struct Seen {
     pub key_ids: Vec<String>,
 }
 
+impl Seen {
+    /// The status of `o`, now.
+    pub fn of(o: &SealedSecret) -> Self {
+        let status = o.status.clone().unwrap_or_default();
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+        Seen {
+            at: Instant::now(),
+            observed: status.observed_generation,
+            ready: ready.map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())),
+            key_ids: status.key_ids.clone(),
+        }
+    }
+
+    /// Ready=True, Unsealed.
+    pub fn unsealed(&self) -> bool {
+        self.ready
+            .as_ref()
+            .is_some_and(|(status, reason, _)| status == "True" && reason == "Unsealed")
+    }
+}
+
 /// Every status of every SealedSecret, and when each managed Secret first appeared.
 pub struct Watch {
     statuses: Arc<Mutex<HashMap<Key, Vec<Seen>>>>,
@@ -69,14 +90,7 @@ impl Watch {
                 else {
                     continue;
                 };
-                let status = o.status.unwrap_or_default();
-                let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
-                let seen = Seen {
-                    at: Instant::now(),
-                    observed: status.observed_generation,
-                    ready: ready.map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())),
-                    key_ids: status.key_ids.clone(),
-                };
+                let seen = Seen::of(&o);
                 let mut map = into.lock().unwrap();
                 map.entry(key_of(&o.metadata)).or_default().push(seen);
             }
@@ -89,7 +103,10 @@ impl Watch {
             while let Some(event) = events.next().await {
                 if let Ok(s) = event {
                     let now = Instant::now();
-                    into.lock().unwrap().entry(key_of(&s.metadata)).or_insert(now);
+                    into.lock()
+                        .unwrap()
+                        .entry(key_of(&s.metadata))
+                        .or_insert(now);
                 }
             }
         });
@@ -137,8 +154,11 @@ pub async fn create(env: &Env, b: &Built) -> Result<i64, kube::Error> {
     let mut doc = b.doc.clone();
     doc["metadata"]["namespace"] = json!(b.ns);
     let object: DynamicObject = serde_json::from_value(doc).unwrap();
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(env.client.clone(), &b.ns, &ApiResource::erase::<SealedSecret>(&()));
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        &b.ns,
+        &ApiResource::erase::<SealedSecret>(&()),
+    );
     let out = api.create(&PostParams::default(), &object).await?;
     Ok(out.metadata.generation.unwrap_or(1))
 }
@@ -206,7 +226,7 @@ impl Case<'_> {
             return false;
         };
         match &self.entry.expect {
-            Expect::Unsealed => status == "True" && reason == "Unsealed",
+            Expect::Unsealed => seen.unsealed(),
             Expect::Fails {
                 reason: want,
                 field,
@@ -278,7 +298,11 @@ pub async fn judge_all(
     loop {
         let pending: Vec<&Case> = cases
             .iter()
-            .filter(|c| watch.first(&c.key(), c.generation, |s| c.judged(s, our)).is_none())
+            .filter(|c| {
+                watch
+                    .first(&c.key(), c.generation, |s| c.judged(s, our))
+                    .is_none()
+            })
             .collect();
         if pending.is_empty() || start.elapsed() > WAIT {
             let wrong = pending
@@ -338,14 +362,16 @@ pub async fn check_secrets(env: &Env, cases: &[Case<'_>], watch: &Watch, our: &s
             )),
             (Expect::Fails { .. }, _, None) if c.built.existing.is_none() => {}
             (Expect::Fails { .. }, _, Some(s)) if c.built.existing.is_some() => {
-                let was: Secret = serde_json::from_value(c.built.existing.clone().unwrap()).unwrap();
+                let was: Secret =
+                    serde_json::from_value(c.built.existing.clone().unwrap()).unwrap();
                 let want: BTreeMap<String, Vec<u8>> = was
                     .string_data
                     .iter()
                     .flatten()
                     .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
                     .collect();
-                if data(&s) != want || s.metadata.owner_references != was.metadata.owner_references {
+                if data(&s) != want || s.metadata.owner_references != was.metadata.owner_references
+                {
                     wrong.push(format!("{name}: the Secret that was there was changed"));
                 }
             }
@@ -387,8 +413,10 @@ pub async fn check_events(env: &Env, cases: &[Case<'_>]) -> Vec<String> {
                 Expect::Fails { reason, .. } => {
                     let events = &by_ns[c.built.ns.as_str()];
                     let name = c.built.name();
-                    (!events.iter().any(|(n, r)| n == name && r == reason.as_str()))
-                        .then(|| format!("{}/{name}: no Warning Event {reason}", c.built.ns))
+                    (!events
+                        .iter()
+                        .any(|(n, r)| n == name && r == reason.as_str()))
+                    .then(|| format!("{}/{name}: no Warning Event {reason}", c.built.ns))
                 }
                 Expect::Unsealed => None,
             })
@@ -411,7 +439,9 @@ impl Good {
     pub async fn apply(env: &Env, kit: &Kit, name: &str) -> Good {
         let value = format!("good-value-of-{name}");
         let built = Built::new(&kit.ns, kit.good(name, &[("k", value.as_str())]));
-        create(env, &built).await.expect("a good object is admitted");
+        create(env, &built)
+            .await
+            .expect("a good object is admitted");
         Good {
             key: (kit.ns.clone(), name.to_string()),
             value,
@@ -428,11 +458,7 @@ pub async fn goods_flowed(
     goods: &[Good],
 ) -> Result<(Vec<Duration>, Vec<Duration>), String> {
     let start = Instant::now();
-    let ready = |g: &Good| {
-        watch.first(&g.key, 1, |s| {
-            s.ready.as_ref().is_some_and(|(st, r, _)| st == "True" && r == "Unsealed")
-        })
-    };
+    let ready = |g: &Good| watch.first(&g.key, 1, Seen::unsealed);
     while goods
         .iter()
         .any(|g| ready(g).is_none() || watch.secret_since(&g.key).is_none())
@@ -449,7 +475,11 @@ pub async fn goods_flowed(
     }
     for g in goods {
         let s = env.secrets(&g.key.0).get(&g.key.1).await.unwrap();
-        let got = s.data.as_ref().and_then(|d| d.get("k")).map(|v| v.0.clone());
+        let got = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get("k"))
+            .map(|v| v.0.clone());
         if got.as_deref() != Some(g.value.as_bytes()) {
             return Err(format!("{}: the Secret does not hold its value", g.key.1));
         }
@@ -459,7 +489,10 @@ pub async fn goods_flowed(
         .iter()
         .map(|g| since(watch.secret_since(&g.key).unwrap(), g))
         .collect();
-    let readies = goods.iter().map(|g| since(ready(g).unwrap().at, g)).collect();
+    let readies = goods
+        .iter()
+        .map(|g| since(ready(g).unwrap().at, g))
+        .collect();
     Ok((secrets, readies))
 }
 
@@ -517,7 +550,10 @@ pub async fn churn(
         }
         out
     };
-    let (_, goods) = tokio::join!(futures::future::join_all((0..writers).map(writer)), arrivals);
+    let (_, goods) = tokio::join!(
+        futures::future::join_all((0..writers).map(writer)),
+        arrivals
+    );
     let seconds = start.elapsed().as_secs_f64();
     let updates = count.load(Ordering::Relaxed);
     let last = format!("churn-final-{updates}");

@@ -711,7 +711,11 @@ pub async fn bind_admission_policy(env: &Env, ns: &str, probe: &serde_json::Valu
     let probe_name = probe["metadata"]["name"].as_str().unwrap().to_string();
     wait_for(Duration::from_secs(120), || async {
         match api
-            .patch(&probe_name, &PatchParams::apply("probe"), &Patch::Apply(probe))
+            .patch(
+                &probe_name,
+                &PatchParams::apply("probe"),
+                &Patch::Apply(probe),
+            )
             .await
         {
             Err(kube::Error::Api(e)) => e.code == 422,
