@@ -203,16 +203,10 @@ pub fn set_wrapped(doc: &mut Value, env: &str, kid: &str, bytes: &[u8]) {
     doc["spec"]["envelopes"][env][kid] = json!(STANDARD.encode(bytes));
 }
 
-/// Set `path` in `doc`, making objects on the way.
+/// Set `path` in `doc` (serde_json's indexing makes the objects on the way).
 pub fn set(doc: &mut Value, path: &[&str], v: Value) {
-    let mut at = doc;
-    for p in &path[..path.len() - 1] {
-        if at.get(*p).is_none() {
-            at[*p] = json!({});
-        }
-        at = &mut at[*p];
-    }
-    at[path[path.len() - 1]] = v;
+    let at = path.iter().fold(doc, |at, p| &mut at[*p]);
+    *at = v;
 }
 
 /// The byte offset of the header MAC in a binary age file (after `--- `).

@@ -13,7 +13,7 @@ use super::build::*;
 use gitseal::api::Reason::{self, *};
 use gitseal::crypto::{self, DataKey, Recipient};
 use gitseal::format::{Scope, Sealer};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// What the controller must make of an admitted object.
 pub enum Expect {
@@ -29,13 +29,16 @@ pub enum Expect {
     },
 }
 
+/// How an object is made, given the kit and its name.
+pub type Build = Box<dyn Fn(&Kit, &str) -> Built>;
+
 pub struct Entry {
     /// The object's name, and what it is.
     pub name: &'static str,
     pub expect: Expect,
     /// What the shipped admission policy says when it refuses the entry (`None`: it admits it).
     pub policy: Option<&'static str>,
-    pub build: fn(&Kit, &str) -> Built,
+    pub build: Build,
 }
 
 /// An object the API server refuses wherever it is applied.
@@ -44,7 +47,7 @@ pub struct Refused {
     pub layer: &'static str,
     /// In the API server's answer.
     pub says: &'static str,
-    pub build: fn(&Kit, &str) -> Built,
+    pub build: Build,
 }
 
 const fn fails(reason: Reason, field: &'static str, says: &'static str) -> Expect {
@@ -59,13 +62,13 @@ fn entry(
     name: &'static str,
     expect: Expect,
     policy: Option<&'static str>,
-    build: fn(&Kit, &str) -> Built,
+    build: impl Fn(&Kit, &str) -> Built + 'static,
 ) -> Entry {
     Entry {
         name,
         expect,
         policy,
-        build,
+        build: Box::new(build),
     }
 }
 
@@ -76,32 +79,62 @@ pub fn marker(name: &str) -> String {
 }
 
 /// A good strict object holding `k` = its marker.
-fn basic(kit: &Kit, name: &str) -> serde_json::Value {
+fn basic(kit: &Kit, name: &str) -> Value {
     kit.good(name, &[("k", marker(name).as_str())])
 }
 
 /// A good object with `edit` applied; `vars` from the object before the edit: `{env}`.
-fn edited(kit: &Kit, name: &str, edit: impl FnOnce(&mut serde_json::Value, &str)) -> Built {
+fn edited(kit: &Kit, name: &str, edit: impl FnOnce(&mut Value, &str)) -> Built {
     let mut doc = basic(kit, name);
     let env = envelope_id(&doc);
     edit(&mut doc, &env);
     Built::new(&kit.ns, doc).var("env", env)
 }
 
-/// An object whose only value is under `key` (properly sealed for it).
-fn keyed(kit: &Kit, name: &str, key: &str) -> Built {
-    let doc = kit.raw(
-        name,
-        std::slice::from_ref(&kit.ours),
-        &[(key, marker(name).as_bytes())],
-    );
-    // The controller names a key too long to be one by its head.
-    let named = if key.len() > 253 {
-        format!("{}...", &key[..64])
-    } else {
-        key.to_string()
-    };
-    Built::new(&kit.ns, doc).var("key", named)
+/// Value `k` is not a gitseal value (InvalidSpec naming it) once `edit` has been at it.
+fn malformed(
+    name: &'static str,
+    says: &'static str,
+    policy: Option<&'static str>,
+    edit: impl Fn(&mut Value, &str) + 'static,
+) -> Entry {
+    let expect = fails(InvalidSpec, "spec.encryptedData.k", says);
+    entry(name, expect, policy, move |k, n| edited(k, n, &edit))
+}
+
+/// The object's only value is under `key`, properly sealed for it: InvalidSpec naming the
+/// key, and the shipped policy refuses it (`policy` says how).
+fn bad_key(name: &'static str, key: String, says: &'static str, policy: &'static str) -> Entry {
+    let expect = fails(InvalidSpec, "spec.encryptedData.{key}", says);
+    entry(name, expect, Some(policy), move |kit, n| {
+        let doc = kit.raw(
+            n,
+            std::slice::from_ref(&kit.ours),
+            &[(key.as_str(), marker(n).as_bytes())],
+        );
+        // The controller names a key too long to be one by its head.
+        let named = if key.len() > 253 {
+            format!("{}...", &key[..64])
+        } else {
+            key.clone()
+        };
+        Built::new(&kit.ns, doc).var("key", named)
+    })
+}
+
+/// Our wrapping of the object's envelope replaced by `rewrap(its bytes, our key)`.
+fn rewrapped(
+    name: &'static str,
+    expect: Expect,
+    rewrap: impl Fn(Vec<u8>, &Kit) -> Vec<u8> + 'static,
+) -> Entry {
+    entry(name, expect, None, move |k, n| {
+        let our = k.our_id();
+        edited(k, n, |d, env| {
+            let bytes = rewrap(wrapped(d, env, &our), k);
+            set_wrapped(d, env, &our, &bytes)
+        })
+    })
 }
 
 /// A good object with template `data` (key → template text).
@@ -113,12 +146,35 @@ fn templated(kit: &Kit, name: &str, data: &[(&str, &str)]) -> Built {
     b
 }
 
+/// A template the controller refuses (InvalidSpec at `field`).
+fn bad_template(
+    name: &'static str,
+    field: &'static str,
+    says: &'static str,
+    data: &'static [(&'static str, &'static str)],
+) -> Entry {
+    let expect = fails(InvalidSpec, field, says);
+    entry(name, expect, None, move |k, n| templated(k, n, data))
+}
+
 /// A good object whose Secret template gets `path` (under `spec.template`) = `v`.
-fn with_template(kit: &Kit, name: &str, path: &[&str], v: serde_json::Value) -> Built {
+fn with_template(kit: &Kit, name: &str, path: &[&str], v: Value) -> Built {
     let mut b = edited(kit, name, |_, _| {});
     let full: Vec<&str> = ["spec", "template"].iter().chain(path).copied().collect();
     set(&mut b.doc, &full, v);
     b
+}
+
+/// A template setting `path` = `v` that makes `expect` of the object.
+fn template_sets(
+    name: &'static str,
+    expect: Expect,
+    path: &'static [&'static str],
+    v: Value,
+) -> Entry {
+    entry(name, expect, None, move |k, n| {
+        with_template(k, n, path, v.clone())
+    })
 }
 
 /// A good object sealed for `for_ns` in `scope`, placed in `ns`.
@@ -128,12 +184,29 @@ fn sealed_in(kit: &Kit, name: &str, for_ns: &str, scope: &str, ns: &str) -> Buil
     Built::new(ns, doc)
 }
 
-/// Flip bit 0 of the last byte (the payload's tag) of our wrapping of envelope `env`.
-fn flip_payload(doc: &mut serde_json::Value, env: &str, our: &str) {
-    let mut bytes = wrapped(doc, env, our);
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    set_wrapped(doc, env, our, &bytes);
+/// Bit 0 of byte `at(len)` of value `k`'s nonce ‖ ciphertext ‖ tag flipped: Tampered.
+fn flipped(name: &'static str, at: fn(usize) -> usize) -> Entry {
+    let expect = fails(Tampered, "spec.encryptedData.k", NOT_AUTHENTIC);
+    entry(name, expect, None, move |k, n| {
+        edited(k, n, |d, _| {
+            edit_blob(d, "k", |b| {
+                let i = at(b.len());
+                b[i] ^= 1
+            })
+        })
+    })
+}
+
+/// A pre-existing Secret of the object's name that is not its own: SecretNotOwned.
+fn not_owned(name: &'static str, says: &'static str, existing: Value) -> Entry {
+    let expect = fails(SecretNotOwned, "", says);
+    entry(name, expect, None, move |k, n| {
+        let mut b = edited(k, n, |_, _| {});
+        let mut secret = existing.clone();
+        secret["metadata"]["name"] = json!(n);
+        b.existing = Some(secret);
+        b
+    })
 }
 
 fn ours_and(kit: &Kit, n: usize) -> Vec<Recipient> {
@@ -142,87 +215,67 @@ fn ours_and(kit: &Kit, n: usize) -> Vec<Recipient> {
         .collect()
 }
 
+/// A strict object holding `k` = its marker, sealed (one envelope) to `to`.
+fn sealed_to(kit: &Kit, name: &str, to: &[Recipient]) -> Built {
+    let doc = kit.raw(name, to, &[("k", marker(name).as_bytes())]);
+    Built::new(&kit.ns, doc)
+}
+
 const NOT_A_KEY: &str = "not a valid Secret key";
+const NOT_GITSEAL: &str = "spec.encryptedData.k: not a gitseal value";
 const API_422: &str = "the API server answered 422 Invalid (retrying)";
 const NOT_AUTHENTIC: &str =
     "value does not authenticate: it was tampered with, or moved from another key or object";
+const NOT_AGE: &str = "envelope {env}: wrapped key is not a valid age file";
 
 pub fn entries() -> Vec<Entry> {
+    let at_k = |reason, says| fails(reason, "spec.encryptedData.k", says);
+    let at_wrapping = |says| fails(InvalidSpec, "spec.envelopes.{env}.{our}", says);
     vec![
         // InvalidSpec: values that pass the CRD's prefix rule but are not gitseal values.
-        entry(
+        malformed(
             "value-not-base64",
-            fails(InvalidSpec, "spec.encryptedData.k", "ciphertext base64"),
-            Some("spec.encryptedData.k: not a gitseal value"),
-            |k, n| {
-                edited(k, n, |d, env| {
-                    set_value(d, "k", format!("gs1:strict:{env}:not*base64!"))
-                })
-            },
+            "ciphertext base64",
+            Some(NOT_GITSEAL),
+            |d, env| set_value(d, "k", format!("gs1:strict:{env}:not*base64!")),
         ),
-        entry(
+        malformed(
             "value-base64-tail-cut",
-            fails(InvalidSpec, "spec.encryptedData.k", "ciphertext base64"),
+            "ciphertext base64",
             None,
-            |k, n| {
-                edited(k, n, |d, _| {
-                    let mut v = value(d, "k");
-                    v.pop();
-                    set_value(d, "k", v)
-                })
+            |d, _| {
+                let mut v = value(d, "k");
+                v.pop();
+                set_value(d, "k", v)
             },
         ),
-        entry(
+        malformed(
             "value-base64-tail-junk",
-            fails(InvalidSpec, "spec.encryptedData.k", "ciphertext base64"),
+            "ciphertext base64",
             None,
-            |k, n| edited(k, n, |d, _| set_value(d, "k", value(d, "k") + "%%%%")),
+            |d, _| set_value(d, "k", value(d, "k") + "%%%%"),
         ),
-        entry(
+        malformed(
             "value-shorter-than-nonce-and-tag",
-            fails(
-                InvalidSpec,
-                "spec.encryptedData.k",
-                "ciphertext shorter than nonce and tag",
-            ),
-            Some("spec.encryptedData.k: not a gitseal value"),
-            |k, n| {
-                edited(k, n, |d, env| {
-                    let b64 = base64::Engine::encode(
-                        &base64::engine::general_purpose::STANDARD,
-                        [7u8; 27],
-                    );
-                    set_value(d, "k", format!("gs1:strict:{env}:{b64}"))
-                })
+            "ciphertext shorter than nonce and tag",
+            Some(NOT_GITSEAL),
+            |d, env| {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 27]);
+                set_value(d, "k", format!("gs1:strict:{env}:{b64}"))
             },
         ),
-        entry(
+        malformed(
             "value-envelope-id-short",
-            fails(
-                InvalidSpec,
-                "spec.encryptedData.k",
-                "envelope id must be 32 lowercase hex characters",
-            ),
-            Some("spec.encryptedData.k: not a gitseal value"),
-            |k, n| {
-                edited(k, n, |d, env| {
-                    set_value(d, "k", value(d, "k").replace(env, "abc"))
-                })
-            },
+            "envelope id must be 32 lowercase hex characters",
+            Some(NOT_GITSEAL),
+            |d, env| set_value(d, "k", value(d, "k").replace(env, "abc")),
         ),
-        entry(
+        malformed(
             "value-three-fields",
-            fails(
-                InvalidSpec,
-                "spec.encryptedData.k",
-                "expected 4 colon-separated fields",
-            ),
-            Some("spec.encryptedData.k: not a gitseal value"),
-            |k, n| {
-                edited(k, n, |d, env| {
-                    set_value(d, "k", format!("gs1:strict:{env}"))
-                })
-            },
+            "expected 4 colon-separated fields",
+            Some(NOT_GITSEAL),
+            |d, env| set_value(d, "k", format!("gs1:strict:{env}")),
         ),
         entry(
             "value-names-a-missing-envelope",
@@ -267,35 +320,16 @@ pub fn entries() -> Vec<Entry> {
             Some("wrappings are keyed by 16 lowercase hex key ids (and there is at least one)"),
             |k, n| edited(k, n, |d, env| d["spec"]["envelopes"][env] = json!({})),
         ),
-        entry(
+        rewrapped(
             "wrapped-binary-garbage",
-            fails(
-                InvalidSpec,
-                "spec.envelopes.{env}.{our}",
-                "wrapped key is not a base64 age file",
-            ),
-            None,
-            |k, n| {
-                let our = k.our_id();
-                edited(k, n, |d, env| set_wrapped(d, env, &our, &random_bytes(300)))
-            },
+            at_wrapping("wrapped key is not a base64 age file"),
+            |_, _| random_bytes(300),
         ),
-        entry(
+        rewrapped(
+            // age adds a stanza of its own (grease): four in all.
             "wrapped-three-stanzas",
-            fails(
-                InvalidSpec,
-                "spec.envelopes.{env}.{our}",
-                "3 of them X25519: a gitseal wrapped key has exactly one X25519 stanza",
-            ),
-            None,
-            |k, n| {
-                let our = k.our_id();
-                let three = ours_and(k, 2);
-                edited(k, n, |d, env| {
-                    let file = crypto::encrypt_file(&random_bytes(32), &three).unwrap();
-                    set_wrapped(d, env, &our, &file)
-                })
-            },
+            at_wrapping("3 of them X25519: a gitseal wrapped key has exactly one X25519 stanza"),
+            |_, k| crypto::encrypt_file(&random_bytes(32), &ours_and(k, 2)).unwrap(),
         ),
         // InvalidSpec: over the 1 MiB of a Secret's data.
         entry(
@@ -332,89 +366,56 @@ pub fn entries() -> Vec<Entry> {
             },
         ),
         // InvalidSpec: keys the API server refuses in a Secret (IsConfigMapKey).
-        entry(
+        bad_key(
             "key-with-slash",
-            fails(
-                InvalidSpec,
-                "spec.encryptedData.a/b",
-                "invalid key name \"a/b\"",
-            ),
-            Some(NOT_A_KEY),
-            |k, n| keyed(k, n, "a/b"),
+            "a/b".into(),
+            "invalid key name \"a/b\"",
+            NOT_A_KEY,
         ),
-        entry(
-            "key-dot",
-            fails(
-                InvalidSpec,
-                "spec.encryptedData..",
-                "invalid key name \".\"",
-            ),
-            Some(NOT_A_KEY),
-            |k, n| keyed(k, n, "."),
-        ),
-        entry(
+        bad_key("key-dot", ".".into(), "invalid key name \".\"", NOT_A_KEY),
+        bad_key(
             "key-dotdot",
-            fails(
-                InvalidSpec,
-                "spec.encryptedData...",
-                "invalid key name \"..\"",
-            ),
-            Some(NOT_A_KEY),
-            |k, n| keyed(k, n, ".."),
+            "..".into(),
+            "invalid key name \"..\"",
+            NOT_A_KEY,
         ),
-        entry(
+        bad_key(
             "key-dotdot-prefix",
-            fails(
-                InvalidSpec,
-                "spec.encryptedData...data",
-                "a key may not start with '..'",
-            ),
-            Some(NOT_A_KEY),
-            |k, n| keyed(k, n, "..data"),
+            "..data".into(),
+            "may not start with '..'",
+            NOT_A_KEY,
         ),
-        entry(
+        bad_key(
             "key-254-characters",
-            fails(
-                InvalidSpec,
-                "spec.encryptedData.{key}",
-                "(254 bytes): use 1-253 of [-._a-zA-Z0-9]",
-            ),
-            Some(NOT_A_KEY),
-            |k, n| keyed(k, n, &"k".repeat(254)),
+            "k".repeat(254),
+            "(254 bytes): use 1-253 of [-._a-zA-Z0-9]",
+            NOT_A_KEY,
         ),
-        entry(
+        bad_key(
             "key-10000-characters",
-            fails(InvalidSpec, "spec.encryptedData.{key}", "(10000 bytes)"),
+            "k".repeat(10_000),
+            "(10000 bytes)",
             // The policy's message would quote the whole key: over what the API server lets a
             // message expression say, so it names the rule instead.
-            Some("failed expression: object.spec.encryptedData.all(k, k.size() <= 253"),
-            |k, n| keyed(k, n, &"k".repeat(10_000)),
+            "failed expression: object.spec.encryptedData.all(k, k.size() <= 253",
         ),
-        entry(
+        bad_key(
             "key-with-space",
-            fails(
-                InvalidSpec,
-                "spec.encryptedData.a b",
-                "invalid key name \"a b\"",
-            ),
-            Some(NOT_A_KEY),
-            |k, n| keyed(k, n, "a b"),
+            "a b".into(),
+            "invalid key name \"a b\"",
+            NOT_A_KEY,
         ),
-        entry(
+        bad_key(
             "key-not-ascii",
-            fails(
-                InvalidSpec,
-                "spec.encryptedData.p\u{e4}ssword",
-                "invalid key name",
-            ),
-            Some(NOT_A_KEY),
-            |k, n| keyed(k, n, "p\u{e4}ssword"),
+            "p\u{e4}ssword".into(),
+            "invalid key name",
+            NOT_A_KEY,
         ),
-        entry(
+        bad_key(
             "key-empty",
-            fails(InvalidSpec, "spec.encryptedData.", "invalid key name \"\""),
-            Some(NOT_A_KEY),
-            |k, n| keyed(k, n, ""),
+            String::new(),
+            "invalid key name \"\"",
+            NOT_A_KEY,
         ),
         entry(
             "template-key-with-slash",
@@ -427,27 +428,23 @@ pub fn entries() -> Vec<Entry> {
             |k, n| templated(k, n, &[("a/b", "{{ .k }}")]),
         ),
         // InvalidSpec: templates.
-        entry(
+        bad_template(
             "template-forbidden-function",
-            fails(InvalidSpec, "spec.template.data.out", "function \"env\""),
-            None,
-            |k, n| templated(k, n, &[("out", "{{ env \"HOME\" }}")]),
+            "spec.template.data.out",
+            "function \"env\"",
+            &[("out", "{{ env \"HOME\" }}")],
         ),
-        entry(
+        bad_template(
             "template-does-not-parse",
-            fails(InvalidSpec, "spec.template.data.out", "does not parse"),
-            None,
-            |k, n| templated(k, n, &[("out", "{{ .k ")]),
+            "spec.template.data.out",
+            "does not parse",
+            &[("out", "{{ .k ")],
         ),
-        entry(
+        bad_template(
             "template-output-over-1mib",
-            fails(
-                InvalidSpec,
-                "spec.template.data.out",
-                "over the 1048576-byte limit",
-            ),
-            None,
-            |k, n| templated(k, n, &[("out", "{{ repeat 2000000 \"x\" }}")]),
+            "spec.template.data.out",
+            "over the 1048576-byte limit",
+            &[("out", "{{ repeat 2000000 \"x\" }}")],
         ),
         entry(
             "template-over-a-binary-value",
@@ -458,11 +455,8 @@ pub fn entries() -> Vec<Entry> {
             ),
             None,
             |k, n| {
-                let mut doc = k.raw(
-                    n,
-                    std::slice::from_ref(&k.ours),
-                    &[("bin", &[0xff, 0xfe, 0x00][..])],
-                );
+                let bin: &[u8] = &[0xff, 0xfe, 0x00];
+                let mut doc = k.raw(n, std::slice::from_ref(&k.ours), &[("bin", bin)]);
                 set(
                     &mut doc,
                     &["spec", "template", "data", "out"],
@@ -474,37 +468,22 @@ pub fn entries() -> Vec<Entry> {
         // KeyNotFound.
         entry(
             "sealed-to-a-stranger",
-            fails(
+            at_k(
                 KeyNotFound,
-                "spec.encryptedData.k",
                 "is sealed for key ids [{stranger}], the given identities are [{our}]",
             ),
             None,
-            |k, n| {
-                let doc = k.raw(n, &k.strangers[..1], &[("k", marker(n).as_bytes())]);
-                Built::new(&k.ns, doc).var("stranger", k.strangers[0].key_id())
-            },
+            |k, n| sealed_to(k, n, &k.strangers[..1]).var("stranger", k.strangers[0].key_id()),
         ),
         entry(
             "wrapped-for-32-strangers",
-            fails(
-                KeyNotFound,
-                "spec.encryptedData.k",
-                "is sealed for key ids [",
-            ),
+            at_k(KeyNotFound, "is sealed for key ids ["),
             None,
-            |k, n| {
-                let doc = k.raw(n, &k.strangers[..32], &[("k", marker(n).as_bytes())]);
-                Built::new(&k.ns, doc)
-            },
+            |k, n| sealed_to(k, n, &k.strangers[..32]),
         ),
         entry(
             "our-wrapping-under-a-strangers-id",
-            fails(
-                KeyNotFound,
-                "spec.encryptedData.k",
-                "is sealed for key ids [{stranger}]",
-            ),
+            at_k(KeyNotFound, "is sealed for key ids [{stranger}]"),
             None,
             |k, n| {
                 let (our, theirs) = (k.our_id(), k.strangers[0].key_id());
@@ -515,53 +494,25 @@ pub fn entries() -> Vec<Entry> {
                 .var("stranger", k.strangers[0].key_id())
             },
         ),
-        entry(
+        rewrapped(
             // age cannot tell a damaged stanza from one for another key under our key id.
             "wrapped-stanza-body-flipped",
-            fails(
+            at_k(
                 KeyNotFound,
-                "spec.encryptedData.k",
                 "envelope {env}: no identity given matches this wrapped key",
             ),
-            None,
-            |k, n| {
-                let our = k.our_id();
-                edited(k, n, |d, env| {
-                    // The stanza body is the third line of the header.
-                    let mut bytes = wrapped(d, env, &our);
-                    let mut ends = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n');
-                    let body = ends.nth(1).unwrap().0 + 1;
-                    flip_b64_char(&mut bytes, body + 3);
-                    set_wrapped(d, env, &our, &bytes)
-                })
+            |mut bytes, _| {
+                // The stanza body is the third line of the header.
+                let mut ends = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n');
+                let body = ends.nth(1).unwrap().0 + 1;
+                flip_b64_char(&mut bytes, body + 3);
+                bytes
             },
         ),
         // Tampered.
-        entry(
-            "ciphertext-flipped",
-            fails(Tampered, "spec.encryptedData.k", NOT_AUTHENTIC),
-            None,
-            |k, n| edited(k, n, |d, _| edit_blob(d, "k", |b| b[12] ^= 1)),
-        ),
-        entry(
-            "tag-flipped",
-            fails(Tampered, "spec.encryptedData.k", NOT_AUTHENTIC),
-            None,
-            |k, n| {
-                edited(k, n, |d, _| {
-                    edit_blob(d, "k", |b| {
-                        let last = b.len() - 1;
-                        b[last] ^= 0x80
-                    })
-                })
-            },
-        ),
-        entry(
-            "nonce-flipped",
-            fails(Tampered, "spec.encryptedData.k", NOT_AUTHENTIC),
-            None,
-            |k, n| edited(k, n, |d, _| edit_blob(d, "k", |b| b[0] ^= 1)),
-        ),
+        flipped("nonce-flipped", |_| 0),
+        flipped("ciphertext-flipped", |_| 12),
+        flipped("tag-flipped", |len| len - 1),
         entry(
             "values-swapped-between-keys",
             fails(Tampered, "spec.encryptedData.a", NOT_AUTHENTIC),
@@ -578,7 +529,7 @@ pub fn entries() -> Vec<Entry> {
         entry(
             // The CRD makes boundTo name the object, so the copy rewrites it.
             "strict-copied-to-another-name",
-            fails(Tampered, "spec.encryptedData.k", NOT_AUTHENTIC),
+            at_k(Tampered, NOT_AUTHENTIC),
             None,
             |k, n| {
                 let mut doc = k.good("original", &[("k", marker(n).as_str())]);
@@ -587,75 +538,45 @@ pub fn entries() -> Vec<Entry> {
                 Built::new(&k.ns, doc)
             },
         ),
-        entry(
+        rewrapped(
             "wrapped-another-data-key",
-            fails(
+            at_k(
                 Tampered,
-                "spec.encryptedData.k",
                 "envelope {env}: data key does not match its envelope id (key commitment failed)",
             ),
-            None,
-            |k, n| {
-                let (our, ours) = (k.our_id(), k.ours.clone());
-                edited(k, n, |d, env| {
-                    let other = crypto::wrap(&DataKey::generate(), &ours).unwrap();
-                    set_wrapped(d, env, &our, &other)
-                })
-            },
+            |_, k| crypto::wrap(&DataKey::generate(), &k.ours).unwrap(),
         ),
-        entry(
+        rewrapped(
             "wrapped-header-mac-flipped",
-            fails(
-                Tampered,
-                "spec.encryptedData.k",
-                "envelope {env}: wrapped key is not a valid age file",
-            ),
-            None,
-            |k, n| {
-                let our = k.our_id();
-                edited(k, n, |d, env| {
-                    let mut bytes = wrapped(d, env, &our);
-                    let at = mac_offset(&bytes) + 3;
-                    flip_b64_char(&mut bytes, at);
-                    set_wrapped(d, env, &our, &bytes)
-                })
+            at_k(Tampered, NOT_AGE),
+            |mut bytes, _| {
+                let at = mac_offset(&bytes) + 3;
+                flip_b64_char(&mut bytes, at);
+                bytes
             },
         ),
-        entry(
+        rewrapped(
             "wrapped-payload-flipped",
-            fails(
-                Tampered,
-                "spec.encryptedData.k",
-                "envelope {env}: wrapped key is not a valid age file",
-            ),
-            None,
-            |k, n| {
-                let our = k.our_id();
-                edited(k, n, |d, env| flip_payload(d, env, &our))
+            at_k(Tampered, NOT_AGE),
+            |mut bytes, _| {
+                let last = bytes.len() - 1;
+                bytes[last] ^= 1;
+                bytes
             },
         ),
-        entry(
+        rewrapped(
             "wrapped-31-byte-key",
-            fails(
+            at_k(
                 Tampered,
-                "spec.encryptedData.k",
                 "envelope {env}: wrapped key does not hold a 32-byte data key",
             ),
-            None,
-            |k, n| {
-                let (our, ours) = (k.our_id(), k.ours.clone());
-                edited(k, n, |d, env| {
-                    let file = crypto::encrypt_file(&[7; 31], &[ours]).unwrap();
-                    set_wrapped(d, env, &our, &file)
-                })
-            },
+            |_, k| crypto::encrypt_file(&[7; 31], std::slice::from_ref(&k.ours)).unwrap(),
         ),
         // BindingMismatch.
         entry(
             "strict-moved-from-another-namespace",
-            fails(
+            at_k(
                 BindingMismatch,
-                "spec.encryptedData.k",
                 "sealed for prod/strict-moved-from-another-namespace, found in {ns}/strict-moved-from-another-namespace",
             ),
             Some("does not match this object"),
@@ -663,89 +584,64 @@ pub fn entries() -> Vec<Entry> {
         ),
         entry(
             "namespace-scope-moved",
-            fails(
-                BindingMismatch,
-                "spec.encryptedData.k",
-                "sealed for prod, found in {ns}",
-            ),
+            at_k(BindingMismatch, "sealed for prod, found in {ns}"),
             Some("does not match this object"),
             |k, n| sealed_in(k, n, "prod", "namespace", &k.ns),
         ),
         // PolicyDenied.
-        entry(
+        template_sets(
             "type-service-account-token",
             fails(
                 PolicyDenied,
                 "spec.template.type",
                 "Secret type kubernetes.io/service-account-token is denied by the template policy",
             ),
-            None,
-            |k, n| {
-                with_template(
-                    k,
-                    n,
-                    &["type"],
-                    json!("kubernetes.io/service-account-token"),
-                )
-            },
+            &["type"],
+            json!("kubernetes.io/service-account-token"),
         ),
-        entry(
+        template_sets(
             "type-sealing-key",
             fails(
                 PolicyDenied,
                 "spec.template.type",
                 "reserved for the controller's key Secrets",
             ),
-            None,
-            |k, n| with_template(k, n, &["type"], json!("gitseal.dev/sealing-key")),
+            &["type"],
+            json!("gitseal.dev/sealing-key"),
         ),
-        entry(
+        template_sets(
             "type-helm-release",
             fails(
                 PolicyDenied,
                 "spec.template.type",
                 "Secret type helm.sh/release.v1 is denied by the template policy",
             ),
-            None,
-            |k, n| with_template(k, n, &["type"], json!("helm.sh/release.v1")),
+            &["type"],
+            json!("helm.sh/release.v1"),
         ),
-        entry(
+        template_sets(
             "label-locked",
             fails(
                 PolicyDenied,
                 "spec.template.metadata.labels.gitseal.dev/key-id",
                 "gitseal.dev/ keys are the controller's own",
             ),
-            None,
-            |k, n| {
-                with_template(
-                    k,
-                    n,
-                    &["metadata", "labels", "gitseal.dev/key-id"],
-                    json!("x"),
-                )
-            },
+            &["metadata", "labels", "gitseal.dev/key-id"],
+            json!("x"),
         ),
-        entry(
+        template_sets(
             "annotation-replicator",
             fails(
                 PolicyDenied,
                 "spec.template.metadata.annotations.replicator.v1.mittwald.de/replicate-to",
                 "denied by the template policy (rule replicator.v1.mittwald.de/",
             ),
-            None,
-            |k, n| {
-                with_template(
-                    k,
-                    n,
-                    &[
-                        "metadata",
-                        "annotations",
-                        "replicator.v1.mittwald.de/replicate-to",
-                    ],
-                    json!(".*"),
-                )
-            },
+            &[
+                "metadata",
+                "annotations",
+                "replicator.v1.mittwald.de/replicate-to",
+            ],
+            json!(".*"),
         ),
         entry(
             "in-kube-system",
@@ -768,58 +664,42 @@ pub fn entries() -> Vec<Entry> {
             |k, n| sealed_in(k, n, "gitseal-system", "strict", "gitseal-system"),
         ),
         // SecretNotOwned.
-        entry(
+        not_owned(
             "secret-exists",
-            fails(
-                SecretNotOwned,
-                "",
-                "Secret {ns}/secret-exists exists and is not managed by this SealedSecret",
-            ),
-            None,
-            |k, n| {
-                let mut b = edited(k, n, |_, _| {});
-                b.existing = Some(json!({
-                    "apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": n},
-                    "stringData": {"k": "the owner's own value"},
-                }));
-                b
-            },
+            "Secret {ns}/secret-exists exists and is not managed by this SealedSecret",
+            json!({
+                "apiVersion": "v1", "kind": "Secret", "metadata": {},
+                "stringData": {"k": "the owner's own value"},
+            }),
         ),
-        entry(
+        not_owned(
             // gitseal's label alone makes no Secret the object's.
             "secret-with-gitseals-label-only",
-            fails(
-                SecretNotOwned,
-                "",
-                "Secret {ns}/secret-with-gitseals-label-only exists and is not managed by this SealedSecret",
-            ),
-            None,
-            |k, n| {
-                let mut b = edited(k, n, |_, _| {});
-                b.existing = Some(json!({
-                    "apiVersion": "v1", "kind": "Secret",
-                    "metadata": {
-                        "name": n,
-                        "labels": {"app.kubernetes.io/managed-by": "gitseal"},
-                    },
-                    "stringData": {"k": "someone else's value"},
-                }));
-                b
-            },
+            "Secret {ns}/secret-with-gitseals-label-only exists and is not managed by this SealedSecret",
+            json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"labels": {"app.kubernetes.io/managed-by": "gitseal"}},
+                "stringData": {"k": "someone else's value"},
+            }),
         ),
         // ApiError: Secrets the API server refuses to store.
-        entry(
+        template_sets(
             "label-value-invalid",
             fails(ApiError, "", API_422),
-            None,
-            |k, n| with_template(k, n, &["metadata", "labels", "tier"], json!("not valid!")),
+            &["metadata", "labels", "tier"],
+            json!("not valid!"),
         ),
-        entry(
+        template_sets(
             "label-key-invalid",
             fails(ApiError, "", API_422),
-            None,
-            |k, n| with_template(k, n, &["metadata", "labels", "bad key!"], json!("x")),
+            &["metadata", "labels", "bad key!"],
+            json!("x"),
+        ),
+        template_sets(
+            "type-tls-without-its-keys",
+            fails(ApiError, "", API_422),
+            &["type"],
+            json!("kubernetes.io/tls"),
         ),
         entry(
             "annotations-over-256kib",
@@ -836,12 +716,6 @@ pub fn entries() -> Vec<Entry> {
             },
         ),
         entry(
-            "type-tls-without-its-keys",
-            fails(ApiError, "", API_422),
-            None,
-            |k, n| with_template(k, n, &["type"], json!("kubernetes.io/tls")),
-        ),
-        entry(
             "type-dockerconfigjson-not-json",
             fails(ApiError, "", API_422),
             None,
@@ -852,11 +726,8 @@ pub fn entries() -> Vec<Entry> {
                     &[(".dockerconfigjson", &b"not json"[..])],
                 );
                 let mut b = Built::new(&k.ns, doc);
-                set(
-                    &mut b.doc,
-                    &["spec", "template", "type"],
-                    json!("kubernetes.io/dockerconfigjson"),
-                );
+                let path = ["spec", "template", "type"];
+                set(&mut b.doc, &path, json!("kubernetes.io/dockerconfigjson"));
                 b
             },
         ),
@@ -976,38 +847,58 @@ pub fn entries() -> Vec<Entry> {
     ]
 }
 
+fn refuse(
+    name: &'static str,
+    layer: &'static str,
+    says: &'static str,
+    build: impl Fn(&Kit, &str) -> Built + 'static,
+) -> Refused {
+    Refused {
+        name,
+        layer,
+        says,
+        build: Box::new(build),
+    }
+}
+
 /// Objects the API server refuses wherever they are applied.
 pub fn refused() -> Vec<Refused> {
     let schema = "CRD schema";
+    let one_value = |k: &Kit, n: &str, plain: usize| {
+        let mut doc = k.raw(n, std::slice::from_ref(&k.ours), &[]);
+        doc["spec"]["envelopes"] = json!({});
+        add_hand_sealed(&mut doc, &k.ours, "k", &vec![b'x'; plain]);
+        Built::new(&k.ns, doc)
+    };
     vec![
-        Refused {
-            name: "envelope-for-500-recipients",
-            layer: schema,
-            says: "must have at most 32 items",
-            build: |k, n| {
+        refuse(
+            "envelope-for-500-recipients",
+            schema,
+            "must have at most 32 items",
+            |k, n| {
                 let many: Vec<Recipient> = std::iter::once(k.ours.clone())
                     .chain(strangers(499))
                     .collect();
-                Built::new(&k.ns, k.raw(n, &many, &[("k", &b"v"[..])]))
+                sealed_to(k, n, &many)
             },
-        },
-        Refused {
-            name: "wrapped-key-for-500-recipients",
-            layer: schema,
-            says: "may not be more than 1368 bytes",
-            build: |k, n| {
+        ),
+        refuse(
+            "wrapped-key-for-500-recipients",
+            schema,
+            "may not be more than 1368 bytes",
+            |k, n| {
                 let our = k.our_id();
                 edited(k, n, |d, env| {
                     let file = crypto::encrypt_file(&random_bytes(32), &strangers(500)).unwrap();
                     set_wrapped(d, env, &our, &file)
                 })
             },
-        },
-        Refused {
-            name: "envelopes-257",
-            layer: schema,
-            says: "must have at most 256 items",
-            build: |k, n| {
+        ),
+        refuse(
+            "envelopes-257",
+            schema,
+            "must have at most 256 items",
+            |k, n| {
                 let mut doc = k.raw(n, std::slice::from_ref(&k.ours), &[]);
                 doc["spec"]["envelopes"] = json!({});
                 for i in 0..257 {
@@ -1016,88 +907,70 @@ pub fn refused() -> Vec<Refused> {
                 }
                 Built::new(&k.ns, doc)
             },
-        },
-        Refused {
-            name: "values-4097",
-            layer: schema,
-            says: "must have at most 4096 items",
-            build: |k, n| {
-                let values: Vec<(String, &[u8])> =
-                    (0..4097).map(|i| (format!("k{i}"), &b"v"[..])).collect();
-                let refs: Vec<(&str, &[u8])> =
-                    values.iter().map(|(a, b)| (a.as_str(), *b)).collect();
-                Built::new(&k.ns, k.raw(n, std::slice::from_ref(&k.ours), &refs))
+        ),
+        refuse(
+            "values-4097",
+            schema,
+            "must have at most 4096 items",
+            |k, n| {
+                let keys: Vec<String> = (0..4097).map(|i| format!("k{i}")).collect();
+                let values: Vec<(&str, &[u8])> =
+                    keys.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
+                Built::new(&k.ns, k.raw(n, std::slice::from_ref(&k.ours), &values))
             },
-        },
-        Refused {
-            name: "value-over-the-crd-character-cap",
-            layer: schema,
-            says: "may not be more than 1398187 bytes",
-            build: |k, n| {
-                let mut doc = k.raw(n, std::slice::from_ref(&k.ours), &[]);
-                doc["spec"]["envelopes"] = json!({});
-                add_hand_sealed(&mut doc, &k.ours, "k", &vec![b'x'; 1024 * 1024 + 2]);
-                Built::new(&k.ns, doc)
-            },
-        },
-        Refused {
-            name: "plain-text-value",
-            layer: schema,
-            says: "not a gitseal value",
-            build: |k, n| edited(k, n, |d, _| set_value(d, "k", "hunter2")),
-        },
-        Refused {
-            name: "unknown-scope",
-            layer: schema,
-            says: "Unsupported value: \"global\"",
-            build: |k, n| edited(k, n, |d, _| d["spec"]["scope"] = json!("global")),
-        },
-        Refused {
-            name: "value-of-another-scope",
-            layer: schema,
-            says: "not sealed for spec.scope strict",
-            build: |k, n| {
+        ),
+        refuse(
+            "value-over-the-crd-character-cap",
+            schema,
+            "may not be more than 1398187 bytes",
+            move |k, n| one_value(k, n, 1024 * 1024 + 2),
+        ),
+        refuse("plain-text-value", schema, "not a gitseal value", |k, n| {
+            edited(k, n, |d, _| set_value(d, "k", "hunter2"))
+        }),
+        refuse(
+            "unknown-scope",
+            schema,
+            "Unsupported value: \"global\"",
+            |k, n| edited(k, n, |d, _| d["spec"]["scope"] = json!("global")),
+        ),
+        refuse(
+            "value-of-another-scope",
+            schema,
+            "not sealed for spec.scope strict",
+            |k, n| {
                 edited(k, n, |d, _| {
-                    set_value(
-                        d,
-                        "k",
-                        value(d, "k").replacen("gs1:strict:", "gs1:cluster:", 1),
-                    )
+                    let other = value(d, "k").replacen("gs1:strict:", "gs1:cluster:", 1);
+                    set_value(d, "k", other)
                 })
             },
-        },
-        Refused {
-            name: "bound-to-another-name",
-            layer: schema,
-            says: "spec.boundTo must be <namespace>/<metadata.name>",
-            build: |k, n| {
+        ),
+        refuse(
+            "bound-to-another-name",
+            schema,
+            "spec.boundTo must be <namespace>/<metadata.name>",
+            |k, n| {
                 let ns = k.ns.clone();
                 edited(k, n, |d, _| {
                     d["spec"]["boundTo"] = json!(format!("{ns}/other"))
                 })
             },
-        },
-        Refused {
-            name: "label-value-over-63",
-            layer: schema,
-            says: "may not be more than 63 bytes",
-            build: |k, n| {
-                with_template(k, n, &["metadata", "labels", "tier"], json!("x".repeat(64)))
-            },
-        },
-        Refused {
-            name: "values-over-the-storage-request-limit",
-            layer: "storage (etcd request limit)",
-            says: "too large",
-            build: |k, n| {
+        ),
+        refuse(
+            "label-value-over-63",
+            schema,
+            "may not be more than 63 bytes",
+            |k, n| with_template(k, n, &["metadata", "labels", "tier"], json!("x".repeat(64))),
+        ),
+        refuse(
+            "values-over-the-storage-request-limit",
+            "storage (etcd request limit)",
+            "too large",
+            |k, n| {
                 let big = vec![b'x'; 600_000];
-                let doc = k.raw(
-                    n,
-                    std::slice::from_ref(&k.ours),
-                    &[("a", big.as_slice()), ("b", big.as_slice())],
-                );
-                Built::new(&k.ns, doc)
+                let values = [("a", big.as_slice()), ("b", big.as_slice())];
+                Built::new(&k.ns, k.raw(n, std::slice::from_ref(&k.ours), &values))
             },
-        },
+        ),
     ]
 }

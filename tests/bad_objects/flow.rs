@@ -506,16 +506,18 @@ pub struct Churn {
     pub goods: Vec<Good>,
 }
 
-/// Rewrite object `name` (a new value each time: a new generation) from `writers` loops,
-/// each at most `per_writer_hz`, for `run`; meanwhile apply `goods` good objects spread over
-/// the run. Ends with one more rewrite after all others have returned: the final state.
+/// Rewrite object `name` (a new value each time: a new generation) for `run`, aiming at
+/// `rate` writes a second from `writers` concurrent loops (each catches up on the ticks it
+/// missed while a write was slow, so a loaded API server gets as many as it can take);
+/// meanwhile apply `goods` good objects spread over the run. Ends with one more rewrite after
+/// all others have returned: the final state.
 pub async fn churn(
     env: &Env,
     kit: &Kit,
     name: &str,
     run: Duration,
     writers: usize,
-    per_writer_hz: u32,
+    rate: f64,
     goods: usize,
 ) -> Churn {
     let sealer = Sealer::new(std::slice::from_ref(&kit.ours), Scope::Strict).unwrap();
@@ -532,8 +534,7 @@ pub async fn churn(
     let (count, start) = (&AtomicU64::new(0), Instant::now());
     let (write, doc) = (&write, &doc);
     let writer = move |_: usize| async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1) / per_writer_hz);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(writers as f64 / rate));
         while start.elapsed() < run {
             tick.tick().await;
             let n = count.fetch_add(1, Ordering::Relaxed);
