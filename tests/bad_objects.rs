@@ -163,7 +163,7 @@ async fn hostile_objects_each_get_their_own_verdict_and_never_stall_the_controll
     );
 
     // One object rewritten ~100 times a second while 50 good objects arrive.
-    let churn = flow::churn(&env, &kit, "churn", Duration::from_secs(20), 8, 100.0, 50).await;
+    let churn = flow::churn(&env, &kit, "churn", Duration::from_secs(20), 2, 100.0, 50).await;
     let ended = std::time::Instant::now();
     let key = (ns.clone(), "churn".to_string());
     let done = flow::Seen::unsealed;

@@ -8,11 +8,11 @@ use super::catalogue::{Entry, Expect, Refused};
 use super::ctrltool::Env;
 use futures::StreamExt;
 use gitseal::api::SealedSecret;
-use gitseal::format::{Scope, Sealer};
+use gitseal::format::{Scope, Sealer, Target};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -160,16 +160,6 @@ pub async fn create(env: &Env, b: &Built) -> Result<i64, kube::Error> {
         &ApiResource::erase::<SealedSecret>(&()),
     );
     let out = api.create(&PostParams::default(), &object).await?;
-    Ok(out.metadata.generation.unwrap_or(1))
-}
-
-/// Server-side apply `b` over what is there: the object's new generation.
-pub async fn apply(env: &Env, b: &Built) -> Result<i64, kube::Error> {
-    let mut doc = b.doc.clone();
-    doc["metadata"]["namespace"] = json!(b.ns);
-    let api: Api<SealedSecret> = Api::namespaced(env.client.clone(), &b.ns);
-    let params = PatchParams::apply("bad-objects").force();
-    let out = api.patch(b.name(), &params, &Patch::Apply(&doc)).await?;
     Ok(out.metadata.generation.unwrap_or(1))
 }
 
@@ -506,11 +496,12 @@ pub struct Churn {
     pub goods: Vec<Good>,
 }
 
-/// Rewrite object `name` (a new value each time: a new generation) for `run`, aiming at
-/// `rate` writes a second from `writers` concurrent loops (each catches up on the ticks it
-/// missed while a write was slow, so a loaded API server gets as many as it can take);
-/// meanwhile apply `goods` good objects spread over the run. Ends with one more rewrite after
-/// all others have returned: the final state.
+/// Rewrite value `k` of object `name` (a merge patch, as `kubectl patch` sends; a new
+/// generation each time) for `run`, aiming at `rate` writes a second from `writers`
+/// concurrent loops (each catches up on the ticks it missed while a write was slow, so a
+/// loaded API server gets as many as it can take); meanwhile apply `goods` good objects
+/// spread over the run. Ends with one more rewrite after all others have returned: the final
+/// state.
 pub async fn churn(
     env: &Env,
     kit: &Kit,
@@ -523,23 +514,32 @@ pub async fn churn(
     let sealer = Sealer::new(std::slice::from_ref(&kit.ours), Scope::Strict).unwrap();
     let mut doc = kit.raw(name, std::slice::from_ref(&kit.ours), &[]);
     doc["spec"]["envelopes"] = json!({});
-    let write = |i: String, doc: &Value| {
-        let mut doc = doc.clone();
-        super::build::add_values(&mut doc, &sealer, &[("k", i.as_bytes())]);
-        doc
+    super::build::add_values(&mut doc, &sealer, &[("k", b"churn-start")]);
+    create(env, &Built::new(&kit.ns, doc)).await.unwrap();
+    let api: Api<SealedSecret> = Api::namespaced(env.client.clone(), &kit.ns);
+    let target = Target {
+        namespace: Some(&kit.ns),
+        name,
     };
-    create(env, &Built::new(&kit.ns, write("churn-start".into(), &doc)))
-        .await
-        .unwrap();
+    let (api, sealer) = (&api, &sealer);
+    let write = move |plain: String| async move {
+        let v = sealer.seal(target, "k", plain.as_bytes()).unwrap();
+        let patch = json!({"spec": {"encryptedData": {"k": v}}});
+        let params = PatchParams::default();
+        let written = api.patch(name, &params, &Patch::Merge(&patch)).await;
+        written
+            .expect("a churn update")
+            .metadata
+            .generation
+            .unwrap()
+    };
     let (count, start) = (&AtomicU64::new(0), Instant::now());
-    let (write, doc) = (&write, &doc);
     let writer = move |_: usize| async move {
         let mut tick = tokio::time::interval(Duration::from_secs_f64(writers as f64 / rate));
         while start.elapsed() < run {
             tick.tick().await;
             let n = count.fetch_add(1, Ordering::Relaxed);
-            let built = Built::new(&kit.ns, write(format!("churn-{n}"), doc));
-            apply(env, &built).await.expect("a churn update");
+            write(format!("churn-{n}")).await;
         }
     };
     let arrivals = async {
@@ -551,16 +551,12 @@ pub async fn churn(
         }
         out
     };
-    let (_, goods) = tokio::join!(
-        futures::future::join_all((0..writers).map(writer)),
-        arrivals
-    );
+    let all = futures::future::join_all((0..writers).map(writer));
+    let (_, goods) = tokio::join!(all, arrivals);
     let seconds = start.elapsed().as_secs_f64();
     let updates = count.load(Ordering::Relaxed);
     let last = format!("churn-final-{updates}");
-    let generation = apply(env, &Built::new(&kit.ns, write(last.clone(), doc)))
-        .await
-        .unwrap();
+    let generation = write(last.clone()).await;
     Churn {
         updates,
         seconds,
