@@ -27,7 +27,9 @@ use build::Kit;
 use catalogue::{Expect, entries, marker, refused};
 use ctrltool::*;
 use flow::{Watch, mean, ms, spread};
+use gitseal::api::admission::POLICY_NAME;
 use gitseal::api::{Reason, SealedSecret};
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use kube::api::{Api, DeleteParams};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -236,4 +238,8 @@ async fn hostile_objects_each_get_their_own_verdict_and_never_stall_the_controll
         let api: Api<SealedSecret> = Api::namespaced(env.client.clone(), &c.built.ns);
         let _ = api.delete(c.built.name(), &DeleteParams::default()).await;
     }
+    // ...nor the policy's binding.
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(env.client.clone());
+    let binding = format!("{POLICY_NAME}-{policy_ns}");
+    let _ = bindings.delete(&binding, &DeleteParams::default()).await;
 }
