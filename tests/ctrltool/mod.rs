@@ -672,7 +672,8 @@ impl Ctl {
 /// `ns` only (the shipped binding covers every namespace, but test binaries share the API
 /// server and make malformed objects on purpose elsewhere), and return once it is in force:
 /// once `probe`, a SealedSecret it refuses, is refused in `ns` (the API server's policy
-/// informer takes a moment). Generous for a loaded machine.
+/// informer takes a moment). The probe is a dry run: admission judges it, nothing is stored,
+/// so no controller sees objects come and go. Generous for a loaded machine.
 pub async fn bind_admission_policy(env: &Env, ns: &str, probe: &serde_json::Value) {
     use gitseal::api::admission::{POLICY_NAME, binding, policy};
     use k8s_openapi::api::admissionregistration::v1::{
@@ -709,21 +710,10 @@ pub async fn bind_admission_policy(env: &Env, ns: &str, probe: &serde_json::Valu
         .expect("label namespace");
     let api: Api<SealedSecret> = Api::namespaced(env.client.clone(), ns);
     let probe_name = probe["metadata"]["name"].as_str().unwrap().to_string();
+    let dry_run = PatchParams::apply("probe").dry_run();
     wait_for(Duration::from_secs(120), || async {
-        match api
-            .patch(
-                &probe_name,
-                &PatchParams::apply("probe"),
-                &Patch::Apply(probe),
-            )
-            .await
-        {
-            Err(kube::Error::Api(e)) => e.code == 422,
-            _ => {
-                let _ = api.delete(&probe_name, &DeleteParams::default()).await;
-                false
-            }
-        }
+        let tried = api.patch(&probe_name, &dry_run, &Patch::Apply(probe)).await;
+        matches!(tried, Err(kube::Error::Api(e)) if e.code == 422)
     })
     .await;
 }
