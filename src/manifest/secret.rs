@@ -134,21 +134,40 @@ pub fn parse_secret(doc: &Document) -> Result<SecretInput> {
     })
 }
 
-/// Kubernetes data keys: non-empty, at most 253 of `[-._a-zA-Z0-9]`.
+/// Kubernetes data keys, as the API server checks Secret and ConfigMap keys
+/// (`IsConfigMapKey`): 1-253 of `[-._a-zA-Z0-9]`, neither `.` nor `..`, and not starting
+/// with `..`. `gitseal seal` refuses other keys, and the controller reports them as the
+/// object's fault (InvalidSpec) before opening anything, rather than as the API server's
+/// refusal of the Secret.
 pub fn check_key(key: &str, at: &Location) -> Result<()> {
-    let valid = !key.is_empty()
-        && key.len() <= 253
-        && key
+    let problem = if key.is_empty()
+        || key.len() > 253
+        || !key
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if valid {
-        Ok(())
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        "use 1-253 of [-._a-zA-Z0-9]"
+    } else if key == "." || key == ".." {
+        "'.' and '..' are not keys (use 1-253 of [-._a-zA-Z0-9])"
+    } else if key.starts_with("..") {
+        "a key may not start with '..'"
     } else {
-        Err(ManifestError::input(
-            at.clone(),
-            format!("invalid key name {key:?}: use 1-253 of [-._a-zA-Z0-9]"),
-        ))
+        return Ok(());
+    };
+    Err(ManifestError::input(
+        at.clone(),
+        format!("invalid key name {}: {problem}", shown_key(key)),
+    ))
+}
+
+/// `key` quoted, its first 64 characters only when it is longer (a message stays short).
+fn shown_key(key: &str) -> String {
+    const SHOWN: usize = 64;
+    if key.chars().count() <= SHOWN {
+        return format!("{key:?}");
     }
+    let head: String = key.chars().take(SHOWN).collect();
+    format!("{head:?}... ({} bytes)", key.len())
 }
 
 /// A base64 field's bytes (`null`: none). The bytes may be plain text: callers wrap them.
@@ -194,5 +213,25 @@ mod tests {
             shown.contains("password") && !shown.contains("hunter2"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn keys_follow_the_api_servers_rule() {
+        let at = Location::new("s.yaml", 1).field("data.k");
+        for ok in "a A-b_c.d .a a. a..b .dockerconfigjson - _ .-.".split(' ') {
+            assert!(check_key(ok, &at).is_ok(), "{ok:?} refused");
+        }
+        assert!(check_key(&"k".repeat(253), &at).is_ok());
+        // The empty key first.
+        for bad in ",.,..,..a,...,a/b,a b,p\u{e4}ss,a\0b,a:b".split(',') {
+            let e = check_key(bad, &at).expect_err(bad);
+            assert_eq!(e.at.field, "data.k");
+            assert!(e.message.starts_with("invalid key name "), "{}", e.message);
+        }
+        let long = "k".repeat(10_000);
+        let e = check_key(&long, &at).unwrap_err();
+        assert!(e.message.contains("(10000 bytes)"), "{}", e.message);
+        assert!(e.message.len() < 200, "{}", e.message);
+        assert!(check_key(&"k".repeat(254), &at).is_err());
     }
 }

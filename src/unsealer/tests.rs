@@ -5,7 +5,7 @@ use super::secret::{ManagedSecret, data_digest, desired};
 use super::{Failure, Reason, TakeOver, Write, plan, unseal, was_unsealed};
 use crate::api::SealedSecret;
 use crate::crypto::Identity;
-use crate::format::Scope;
+use crate::format::{Scope, Sealer, Target};
 use crate::manifest::{SealOptions, parse_documents, parse_secret, seal};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
@@ -425,4 +425,90 @@ fn take_over_only_a_bitnami_controlled_secret_of_the_same_name_when_the_operator
     let mut taken = ManagedSecret::of(&want);
     taken.metadata.resource_version = Some("42".into());
     assert_eq!(judge(&taken, &on), Ok(Write::Nothing));
+}
+
+/// `sealed` with one more value under `key`, properly sealed for it (in an envelope of its
+/// own): only the key itself may be wrong.
+fn with_value(sealed: &mut SealedSecret, to: &Identity, key: &str, plain: &[u8]) {
+    let sealer = Sealer::new(&[to.recipient()], sealed.spec.scope).unwrap();
+    let target = Target {
+        namespace: sealed.metadata.namespace.as_deref(),
+        name: sealed.metadata.name.as_deref().unwrap(),
+    };
+    let value = sealer.seal(target, key, plain).unwrap();
+    sealed.spec.encrypted_data.insert(key.into(), value);
+    let envelope = sealer.envelope();
+    sealed
+        .spec
+        .envelopes
+        .insert(envelope.id.clone(), envelope.wrapped.clone());
+}
+
+#[test]
+fn keys_the_api_server_refuses_are_invalid_spec_before_anything_is_opened() {
+    let key = Identity::generate();
+    let long = "k".repeat(254);
+    let bad_keys = ".,..,..data,a/b,a b,a\0b,caf\u{e9}".split(',');
+    for bad in bad_keys.chain([long.as_str()]) {
+        let mut sealed = sealed_with(SECRET, &key);
+        with_value(&mut sealed, &key, bad, b"v");
+        // A tampered value sorted after the bad key: were keys checked only after opening,
+        // this would be reported as Tampered.
+        let v = sealed.spec.encrypted_data.get_mut("user").unwrap();
+        let at = v.len() - 8..v.len() - 4;
+        let flipped = if &v[at.clone()] == "AAAA" {
+            "BBBB"
+        } else {
+            "AAAA"
+        };
+        v.replace_range(at, flipped);
+        for policy in [Some(policy()), None] {
+            let f = fails(&sealed, &[&key], policy.as_ref());
+            assert_eq!(f.reason, Reason::InvalidSpec, "{bad:?}: {f}");
+            if bad.len() <= 253 {
+                assert_eq!(f.field, format!("spec.encryptedData.{bad}"));
+            } else {
+                assert_eq!(f.field, format!("spec.encryptedData.{}...", &bad[..64]));
+            }
+            assert!(f.text.starts_with("invalid key name "), "{bad:?}: {f}");
+        }
+    }
+    // A key far too long is named by its head, and the message stays short.
+    let mut huge = sealed_with(SECRET, &key);
+    with_value(&mut huge, &key, &"k".repeat(100_000), b"v");
+    let f = fails(&huge, &[&key], Some(&policy()));
+    assert_eq!(f.reason, Reason::InvalidSpec);
+    assert!(f.message().len() < 300, "{}", f.message());
+    assert!(
+        f.message()
+            .ends_with("(100000 bytes): use 1-253 of [-._a-zA-Z0-9]"),
+        "{f}"
+    );
+    // Template keys follow the same rule.
+    let mut templated = sealed_with(SECRET, &key);
+    templated
+        .spec
+        .template
+        .get_or_insert_default()
+        .data
+        .insert("a/b".into(), "{{ .user }}".into());
+    for policy in [Some(policy()), None] {
+        let f = fails(&templated, &[&key], policy.as_ref());
+        assert_eq!(f.reason, Reason::InvalidSpec, "{f}");
+        assert!(
+            f.message()
+                .starts_with("spec.template.data.a/b: invalid key name \"a/b\""),
+            "{f}"
+        );
+    }
+    // Keys at the edges of the rule unseal.
+    let mut edges = sealed_with(SECRET, &key);
+    let longest = "k".repeat(253);
+    for ok in [".dockerconfigjson", "a..b", "-", "_.", longest.as_str()] {
+        with_value(&mut edges, &key, ok, ok.as_bytes());
+    }
+    let (result, _) = unseal(&edges, &[&key], Some(&policy()));
+    let data = result.expect("edge keys unseal").data.unwrap();
+    assert_eq!(data["a..b"].0, b"a..b");
+    assert_eq!(data[longest.as_str()].0, longest.as_bytes());
 }

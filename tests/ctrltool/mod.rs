@@ -659,3 +659,61 @@ impl Env {
         ctl
     }
 }
+
+impl Ctl {
+    /// Whether the controller still runs: its task ends when the controller stops on an error
+    /// or panics.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+/// Bind the shipped ValidatingAdmissionPolicy (deploy/admission-policy.yaml) to namespace
+/// `ns` only (the shipped binding covers every namespace, but test binaries share the API
+/// server and make malformed objects on purpose elsewhere), and return once it is in force:
+/// once `probe`, a SealedSecret it refuses, is refused in `ns` (the API server's policy
+/// informer takes a moment). The probe is a dry run: admission judges it, nothing is stored,
+/// so no controller sees objects come and go. Generous for a loaded machine.
+pub async fn bind_admission_policy(env: &Env, ns: &str, probe: &serde_json::Value) {
+    use gitseal::api::admission::{POLICY_NAME, binding, policy};
+    use k8s_openapi::api::admissionregistration::v1::{
+        MatchResources, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    const LABEL: &str = "gitseal.dev/admission-test";
+    let pp = PatchParams::apply("gitseal-tests").force();
+    Api::<ValidatingAdmissionPolicy>::all(env.client.clone())
+        .patch(POLICY_NAME, &pp, &Patch::Apply(&policy()))
+        .await
+        .expect("the API server accepts the shipped policy");
+    let mut b: ValidatingAdmissionPolicyBinding = binding();
+    let name = format!("{POLICY_NAME}-{ns}");
+    b.metadata.name = Some(name.clone());
+    b.spec.as_mut().unwrap().match_resources = Some(MatchResources {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some([(LABEL.to_string(), ns.to_string())].into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    Api::<ValidatingAdmissionPolicyBinding>::all(env.client.clone())
+        .patch(&name, &pp, &Patch::Apply(&b))
+        .await
+        .expect("binding");
+    Api::<Namespace>::all(env.client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {LABEL: ns}}})),
+        )
+        .await
+        .expect("label namespace");
+    let api: Api<SealedSecret> = Api::namespaced(env.client.clone(), ns);
+    let probe_name = probe["metadata"]["name"].as_str().unwrap().to_string();
+    let dry_run = PatchParams::apply("probe").dry_run();
+    wait_for(Duration::from_secs(120), || async {
+        let tried = api.patch(&probe_name, &dry_run, &Patch::Apply(probe)).await;
+        matches!(tried, Err(kube::Error::Api(e)) if e.code == 422)
+    })
+    .await;
+}
