@@ -975,3 +975,32 @@ impl Drop for ChildController {
         self.stop();
     }
 }
+
+/// A SealedSecret author creating and deleting objects at once must not stop the controller
+/// for everyone: kube-runtime 5.0's shared-store handle stalled for good when an object it was
+/// told about was gone from the store before it looked (src/controller/caches.rs, `Feed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_created_and_deleted_at_once_do_not_stop_the_controller() {
+    let env = Env::start().await;
+    let _ctl = env.controller("flash").await;
+    let ring = env.keyring().await;
+    let ns = env.namespace().await;
+    let api: Api<SealedSecret> = Api::namespaced(env.client.clone(), &ns);
+    for round in 0..5 {
+        for _ in 0..20 {
+            let s = seal_to(&ring, &ns, "flash", &[("k", "v")], "strict");
+            api.create(&PostParams::default(), &s).await.unwrap();
+            api.delete("flash", &DeleteParams::default()).await.unwrap();
+        }
+        // Another tenant's object, applied after the flashes, is still unsealed.
+        let name = format!("after-{round}");
+        let good = seal_to(&ring, &ns, &name, &[("k", "v")], "strict");
+        api.create(&PostParams::default(), &good).await.unwrap();
+        let secret = tokio::time::timeout(Duration::from_secs(120), env.wait_secret(&ns, &name))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("round {round}: {name} never unsealed: the controller stopped seeing SealedSecrets")
+            });
+        assert_eq!(data(&secret, "k"), "v");
+    }
+}

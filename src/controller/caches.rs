@@ -7,17 +7,68 @@ use super::{tasks::Tasks, triggers};
 use crate::api::{SealedSecret, SealingKey};
 use crate::keyring::KEY_LABEL;
 use crate::unsealer::secret::ManagedSecret;
-use futures::channel::mpsc::UnboundedReceiver;
-use futures::{StreamExt, future};
+use futures::channel::mpsc::{self, UnboundedReceiver};
+use futures::stream::BoxStream;
+use futures::{SinkExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use tokio::sync::watch;
 
-/// Events a shared store buffers per subscriber before its watcher waits.
+/// Changes a store buffers for its controller before its watcher waits.
 const SUBSCRIBER_BUFFER: usize = 256;
+
+/// A store's changes for its controller: each object applied (and every object once its
+/// list is complete), as the store holds it then.
+pub type Changes<K> = BoxStream<'static, std::sync::Arc<K>>;
+
+/// What a watcher hands on after its store took an event: the object's reference, or
+/// every reference once the list is complete.
+#[derive(Clone)]
+struct Feed<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
+    tx: mpsc::Sender<ObjectRef<K>>,
+    store: Store<K>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Feed<K> {
+    /// The feed and the changes it produces. Not kube-runtime's `ReflectHandle`: in
+    /// kube-runtime 5.0 it returns `Pending` without a wake-up when the object it was told
+    /// about is already gone from the store (created and deleted at once), and the
+    /// controller then never polls it again: one SealedSecret author could stop the
+    /// controller for everyone. Here a reference whose object is gone is skipped.
+    fn new(store: &Store<K>) -> (Self, Changes<K>) {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let reader = store.clone();
+        let changes = rx
+            .filter_map(move |r| future::ready(reader.get(&r)))
+            .boxed();
+        let feed = Feed {
+            tx,
+            store: store.clone(),
+        };
+        (feed, changes)
+    }
+
+    /// Hand on what `event` changed (waits while the controller's buffer is full).
+    async fn send(&mut self, event: &watcher::Event<K>) {
+        let refs = match event {
+            watcher::Event::Apply(obj) => vec![ObjectRef::from_obj(obj)],
+            watcher::Event::InitDone => self
+                .store
+                .state()
+                .iter()
+                .map(|o| ObjectRef::from_obj(&**o))
+                .collect(),
+            _ => return,
+        };
+        for r in refs {
+            // The controller is gone only when the process ends.
+            let _ = self.tx.send(r).await;
+        }
+    }
+}
 
 /// Every cache, for reconciles and writers to read.
 pub struct Stores {
@@ -50,8 +101,9 @@ impl Stores {
 pub struct Scope {
     /// How the scope is named in logs and errors ("namespace apps", "all namespaces").
     pub place: String,
-    pub secrets: ReflectHandle<ManagedSecret>,
-    pub sealed: ReflectHandle<SealedSecret>,
+    pub secrets: Changes<ManagedSecret>,
+    pub sealed: Changes<SealedSecret>,
+    pub sealed_store: Store<SealedSecret>,
     pub deletions: UnboundedReceiver<ObjectRef<SealedSecret>>,
 }
 
@@ -105,11 +157,12 @@ pub fn start(
         let (store, secrets, deletions) = watch_secrets(tasks, client, &scope, &place, leading);
         stores.secrets.push(store);
         let (store, sealed) = watch_sealed(tasks, client, &scope, &place, triggers);
-        stores.sealed.push(store);
+        stores.sealed.push(store.clone());
         scopes.push(Scope {
             place,
             secrets,
             sealed,
+            sealed_store: store,
             deletions,
         });
     }
@@ -126,12 +179,12 @@ fn watch_secrets(
     leading: &watch::Receiver<bool>,
 ) -> (
     Store<ManagedSecret>,
-    ReflectHandle<ManagedSecret>,
+    Changes<ManagedSecret>,
     UnboundedReceiver<ObjectRef<SealedSecret>>,
 ) {
     let (deleted, deletions) = triggers::Deletions::channel(leading.clone());
-    let (store, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
-    let changes = writer.subscribe().expect("shared store");
+    let (store, writer) = reflector::store();
+    let (feed, changes) = Feed::new(&store);
     let selector = format!(
         "{}={}",
         super::secret::MANAGED_BY.0,
@@ -146,15 +199,20 @@ fn watch_secrets(
             .streaming_lists(),
     )
     .default_backoff()
-    .reflect_shared(writer)
+    .reflect(writer)
     .for_each(move |event| {
-        // Shared stores do not pass deletions on: trigger the owner ourselves.
-        if let Ok(watcher::Event::Delete(secret)) = event
-            && let Some(owner) = owner_of(&secret)
+        // Deletions are not changes of a stored object: trigger the owner ourselves.
+        if let Ok(watcher::Event::Delete(secret)) = &event
+            && let Some(owner) = owner_of(secret)
         {
             deleted.deleted(owner);
         }
-        future::ready(())
+        let mut feed = feed.clone();
+        async move {
+            if let Ok(event) = &event {
+                feed.send(event).await;
+            }
+        }
     });
     tasks.spawn(format!("the managed Secret watcher ({place})"), stream);
     (store, changes, deletions)
@@ -168,9 +226,9 @@ fn watch_sealed(
     scope: &Option<String>,
     place: &str,
     triggers: &triggers::Triggers,
-) -> (Store<SealedSecret>, ReflectHandle<SealedSecret>) {
-    let (store, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
-    let changes = writer.subscribe().expect("shared store");
+) -> (Store<SealedSecret>, Changes<SealedSecret>) {
+    let (store, writer) = reflector::store();
+    let (feed, changes) = Feed::new(&store);
     let usage_changed = triggers.clone();
     let stream = watcher(
         api_in::<SealedSecret>(client, scope),
@@ -178,10 +236,15 @@ fn watch_sealed(
     )
     .default_backoff()
     .modify(slim_sealed)
-    .reflect_shared(writer)
-    .for_each(move |_| {
+    .reflect(writer)
+    .for_each(move |event| {
         usage_changed.usage_changed();
-        future::ready(())
+        let mut feed = feed.clone();
+        async move {
+            if let Ok(event) = &event {
+                feed.send(event).await;
+            }
+        }
     });
     tasks.spawn(format!("the SealedSecret watcher ({place})"), stream);
     (store, changes)

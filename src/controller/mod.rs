@@ -230,8 +230,7 @@ fn start_controller(
             future::ready(owner)
         }
     });
-    let store = scope.sealed.reader();
-    let controller = Controller::for_shared_stream(scope.sealed, store)
+    let controller = Controller::for_shared_stream(scope.sealed, scope.sealed_store)
         .reconcile_on(secret_changes)
         .reconcile_all_on(triggers.all.requests())
         .reconcile_on(scope.deletions)
