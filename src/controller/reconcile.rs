@@ -34,13 +34,20 @@ pub enum Error {
     Unseal(#[from] Failure),
     #[error("API request failed: {0}")]
     Kube(#[from] kube::Error),
+    /// The API server did not answer within [`TIMEOUT`]; retried.
+    #[error("the API server did not answer within {}s", TIMEOUT.as_secs())]
+    TimedOut,
 }
+
+/// A reconcile's API requests end within this (the client sets no read timeout: a request
+/// the server never answers would hold that object, and a worker, for good).
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Error {
     pub fn reason(&self) -> Reason {
         match self {
             Error::Unseal(f) => f.reason,
-            Error::Kube(_) => Reason::ApiError,
+            Error::Kube(_) | Error::TimedOut => Reason::ApiError,
         }
     }
 
@@ -49,6 +56,7 @@ impl Error {
         match self {
             Error::Unseal(f) => f.message(),
             Error::Kube(k) => format!("{} (retrying)", super::scrub(k)),
+            Error::TimedOut => format!("{self} (retrying)"),
         }
     }
 }
@@ -103,7 +111,9 @@ impl Wrote {
 
 pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = apply(&sealed, &ctx).await;
+    let result = tokio::time::timeout(TIMEOUT, apply(&sealed, &ctx))
+        .await
+        .unwrap_or(Err(Error::TimedOut));
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());

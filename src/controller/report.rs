@@ -33,6 +33,9 @@ const WORKERS_WHEN_BUSY: usize = 1;
 const BUSY_PAUSE: Duration = Duration::from_millis(100);
 /// How long after the last Secret write the whole pool may run again.
 const QUIET: Duration = Duration::from_secs(1);
+/// A status or Event write the API server has not answered within this is retried (the
+/// client sets no read timeout; a write never answered would hold its object for good).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Backoff of a failed write: doubles from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_LAST: Duration = Duration::from_secs(30);
@@ -211,16 +214,17 @@ impl Reports {
     /// Queue a report; a newer one replaces the older status and keeps its Events.
     pub fn push(&self, key: ObjectRef<SealedSecret>, mut report: Report) {
         let mut guard = self.pending.lock().expect("reports lock");
-        if let Some(old) = guard.pending.remove(&key) {
+        let queued = guard.pending.remove(&key).map(|old| {
             let mut events = old.events;
             events.append(&mut report.events);
             report.events = events;
             if report.rewrapped.is_none() && report.generation == old.generation {
                 report.rewrapped = old.rewrapped; // not yet written: still to say
             }
-        }
-        if guard.pending.insert(key.clone(), report).is_none() {
-            guard.order.push_back(key);
+        });
+        guard.pending.insert(key.clone(), report);
+        if queued.is_none() {
+            guard.order.push_back(key); // a queued object keeps its place
         }
         drop(guard);
         self.wake.notify_one();
@@ -363,16 +367,18 @@ async fn write(ctx: &Context, key: &ObjectRef<SealedSecret>, mut report: Report)
         return Outcome::Status(None); // deleted and recreated meanwhile; its own reconcile reports
     }
     let condition = report.ready.condition(&current.name_any());
-    if let Err(e) = update_status(
+    let update = update_status(
         ctx,
         &current,
         condition,
         report.generation,
         report.key_ids.clone(),
         report.rewrapped.clone(),
-    )
-    .await
-    {
+    );
+    let result = tokio::time::timeout(WRITE_TIMEOUT, update)
+        .await
+        .unwrap_or_else(|_| Err(kube::Error::Service("no answer in time".into())));
+    if let Err(e) = result {
         let again = passing(&e);
         tracing::warn!(object = %key, error = %e, retry = again, "could not write status");
         if again {
@@ -391,7 +397,11 @@ async fn write(ctx: &Context, key: &ObjectRef<SealedSecret>, mut report: Report)
 async fn publish(ctx: &Context, mut out: Outbox) -> Option<Outbox> {
     let mut unsent = Vec::new();
     for ev in std::mem::take(&mut out.events) {
-        if let Err(e) = ctx.recorder.publish(&ev, &out.regarding).await {
+        let published =
+            tokio::time::timeout(WRITE_TIMEOUT, ctx.recorder.publish(&ev, &out.regarding))
+                .await
+                .unwrap_or_else(|_| Err(kube::Error::Service("no answer in time".into())));
+        if let Err(e) = published {
             let again = passing(&e);
             tracing::warn!(error = %e, retry = again, "could not publish an Event");
             if again {
@@ -594,6 +604,9 @@ mod tests {
         );
         reports.status_done(&key("a"), None, None);
         assert_eq!(take(&reports).map(|t| (t.0, t.1)), Some(("a".into(), 3)));
+        // Each object is queued once, however often its report was replaced.
+        assert!(reports.pending.lock().unwrap().order.is_empty());
+        assert!(take(&reports).is_none());
     }
 
     #[test]
