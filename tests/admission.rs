@@ -10,24 +10,16 @@
 mod ctrltool;
 
 use ctrltool::*;
-use gitseal::api::admission::{POLICY_NAME, binding, policy};
 use gitseal::crypto::Identity;
 use gitseal::manifest::{SealOptions, merge_into, parse_documents, parse_secret};
-use k8s_openapi::api::admissionregistration::v1::{
-    MatchResources, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-};
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 const ID: &str = "6fd4a72d98aedfb872f30581a7012bd8";
 const OTHER_ID: &str = "758cad1361d6f4865a1a062a2496211b";
 /// Base64 of nonce + ciphertext + tag of a 4-byte value: the shape of a real one.
 const CT: &str = "AAAAAAAAAAAAAAABfaPRiCGGArFhOseBpfPXkNieLeuC450=";
-const LABEL: &str = "gitseal.dev/admission-test";
 
 fn sealed_api(env: &Env, ns: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("gitseal.dev", "v1alpha1", "SealedSecret");
@@ -39,60 +31,16 @@ async fn create(api: &Api<DynamicObject>, doc: &Value) -> Result<(), kube::Error
     api.create(&PostParams::default(), &obj).await.map(|_| ())
 }
 
-/// The shipped policy, and a binding of it to namespaces labelled for this test.
+/// The shipped policy bound to `ns`, once the API server's policy informer has it: a
+/// known-bad object (an unused envelope) is refused.
 async fn bind_policy(env: &Env, ns: &str) {
-    let pp = PatchParams::apply("gitseal-tests").force();
-    let policies: Api<ValidatingAdmissionPolicy> = Api::all(env.client.clone());
-    policies
-        .patch(POLICY_NAME, &pp, &Patch::Apply(&policy()))
-        .await
-        .expect("the API server accepts the shipped policy (it type-checks its CEL)");
-    let mut b: ValidatingAdmissionPolicyBinding = binding();
-    let name = format!("{POLICY_NAME}-{ns}");
-    b.metadata.name = Some(name.clone());
-    b.spec.as_mut().unwrap().match_resources = Some(MatchResources {
-        namespace_selector: Some(LabelSelector {
-            match_labels: Some([(LABEL.to_string(), ns.to_string())].into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    Api::<ValidatingAdmissionPolicyBinding>::all(env.client.clone())
-        .patch(&name, &pp, &Patch::Apply(&b))
-        .await
-        .expect("binding");
-    Api::<Namespace>::all(env.client.clone())
-        .patch(
-            ns,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {LABEL: ns}}})),
-        )
-        .await
-        .expect("label namespace");
-}
-
-/// The policy takes effect once the API server's policy informer has it: wait for the first
-/// refusal of a known-bad object (generous for a loaded machine).
-async fn wait_policy(api: &Api<DynamicObject>, ns: &str) {
     let mut probe = base(ns, "probe");
     doc_set(
         &mut probe,
         &["spec", "envelopes", OTHER_ID],
         json!({"0123456789abcdef": "YWdl"}),
     );
-    wait_for(Duration::from_secs(120), || {
-        let (api, probe) = (api.clone(), probe.clone());
-        async move {
-            match create(&api, &probe).await {
-                Err(e) => e.to_string().contains("no value uses this envelope"),
-                Ok(()) => {
-                    let _ = api.delete("probe", &Default::default()).await;
-                    false
-                }
-            }
-        }
-    })
-    .await;
+    bind_admission_policy(env, ns, &probe).await;
 }
 
 /// A well-formed object (not decryptable: admission never decrypts) to break one field of.
@@ -119,8 +67,6 @@ async fn malformed_sealed_secrets_are_refused_at_admission_naming_the_field() {
     let ns = env.namespace().await;
     bind_policy(&env, &ns).await;
     let api = sealed_api(&env, &ns);
-
-    wait_policy(&api, &ns).await;
 
     let long = |n: usize| "A".repeat(n);
     type Edit = Box<dyn Fn(&mut Value)>;
@@ -276,7 +222,6 @@ async fn everything_gitseal_seal_makes_is_admitted() {
     let big = "x".repeat(1024 * 1024 - 64);
     objects.push(seal_with(&both, &ns, "big", &[("blob", &big)], "strict"));
 
-    wait_policy(&api, &ns).await;
     for sealed in &objects {
         let name = sealed.metadata.name.clone().unwrap();
         let mut doc = serde_json::to_value(sealed).unwrap();
