@@ -155,7 +155,7 @@ impl Recorder {
             },
             action: Some(ev.action.to_string()),
             reason: Some(ev.reason.as_str().to_string()),
-            note: Some(ev.note.clone()),
+            note: Some(cut_note(&ev.note)),
             type_: Some(type_name(ev.type_).to_string()),
             event_time: Some(MicroTime(stamp)),
             regarding: Some(regarding.clone()),
@@ -192,9 +192,35 @@ fn identity(ev: &Event, regarding: &ObjectReference) -> u64 {
     ))
 }
 
+/// The API server refuses an Event whose note exceeds this many bytes; a message naming an
+/// author's oversized field would otherwise lose the object every Event.
+const NOTE_LIMIT: usize = 1024;
+
+/// `note` cut to [`NOTE_LIMIT`] bytes at a character boundary, marked with an ellipsis.
+fn cut_note(note: &str) -> String {
+    if note.len() <= NOTE_LIMIT {
+        return note.to_string();
+    }
+    let mut end = NOTE_LIMIT - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &note[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notes_are_cut_to_what_the_api_server_takes() {
+        assert_eq!(cut_note("short"), "short");
+        let long = "é".repeat(2000);
+        let cut = cut_note(&long);
+        assert!(cut.len() <= NOTE_LIMIT && cut.ends_with('…'));
+        assert!(cut.starts_with("éé"));
+        assert_eq!(cut_note(&"a".repeat(NOTE_LIMIT)).len(), NOTE_LIMIT);
+    }
 
     fn ev(note: &str) -> Event {
         Event {
