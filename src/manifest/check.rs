@@ -4,6 +4,7 @@
 //! key ids. `gitseal verify` prints these; the controller reports them as `InvalidSpec`.
 
 use super::convert::bound_to;
+use super::secret::check_key;
 use super::{Location, ManifestError};
 use crate::api::SealedSecret;
 use crate::crypto::{self, CryptoError};
@@ -188,8 +189,37 @@ pub fn check_sealed(
             problem(p.field(), p.message);
         }
     }
+    problems.extend(check_secret_keys(sealed, at));
     problems.extend(problems_over);
     problems
+}
+
+/// Every key the Secret would get (`spec.encryptedData`, `spec.template.data`) that the API
+/// server's rule for Secret keys refuses ([`check_key`], as `gitseal seal` applies it).
+pub fn check_secret_keys(sealed: &SealedSecret, at: &Location) -> Vec<ManifestError> {
+    let data = sealed
+        .spec
+        .encrypted_data
+        .keys()
+        .map(|k| ("spec.encryptedData", k));
+    let templates = sealed
+        .spec
+        .template
+        .iter()
+        .flat_map(|t| t.data.keys())
+        .map(|k| ("spec.template.data", k));
+    data.chain(templates)
+        .filter_map(|(map, key)| {
+            // A key too long to be one is named by its head: status and Event messages are
+            // short, and the message must still say what is wrong.
+            let named: String = if key.len() > 253 {
+                key.chars().take(64).chain("...".chars()).collect()
+            } else {
+                key.clone()
+            };
+            check_key(key, &at.field(format!("{map}.{named}"))).err()
+        })
+        .collect()
 }
 
 /// Whether a document is a SOPS-encrypted file (it carries sops' metadata and MAC).

@@ -10,7 +10,9 @@ mod keyring_file;
 mod sealed;
 mod secret;
 
-pub use check::{check_limits, check_sealed, is_plain_secret_with_data, is_sops_encrypted};
+pub use check::{
+    check_limits, check_sealed, check_secret_keys, is_plain_secret_with_data, is_sops_encrypted,
+};
 pub use config::{CONFIG_FILE, Config, Lookup, Resolved, Rule, VerifyConfig, read_keyring};
 pub use convert::{
     MergeOutcome, SealOptions, bound_to, merge_into, open_values, seal, wanted_key_id_refs,

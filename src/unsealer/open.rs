@@ -9,7 +9,7 @@ use super::{Failure, Reason, secret};
 use crate::api::SealedSecret;
 use crate::crypto::{Identity, Recipient};
 use crate::format::{Envelopes, Opener, SealedValue, rewrap};
-use crate::manifest::{Location, check_key, check_sealed, open_values, wanted_key_ids};
+use crate::manifest::{Location, check_sealed, check_secret_keys, open_values, wanted_key_ids};
 use k8s_openapi::api::core::v1::Secret;
 use std::collections::BTreeSet;
 
@@ -96,33 +96,14 @@ fn open(
     Ok(secret::describe(sealed, values))
 }
 
-/// Every key the Secret would get (`spec.encryptedData`, `spec.template.data`) passes the API
-/// server's rule for Secret keys ([`check_key`], as `gitseal seal` applies it): a key the API
-/// server would refuse is the object's fault, reported as InvalidSpec naming the key before
-/// anything is unwrapped or decrypted, not as an ApiError from the Secret write.
+/// The first key the API server would refuse ([`check_secret_keys`]): the object's fault,
+/// reported as InvalidSpec naming the key before anything is unwrapped or decrypted, not as an
+/// ApiError from the Secret write.
 fn check_keys(sealed: &SealedSecret, at: &Location) -> Result<(), Failure> {
-    let data = sealed
-        .spec
-        .encrypted_data
-        .keys()
-        .map(|k| ("spec.encryptedData", k));
-    let templates = sealed
-        .spec
-        .template
-        .iter()
-        .flat_map(|t| t.data.keys())
-        .map(|k| ("spec.template.data", k));
-    for (map, key) in data.chain(templates) {
-        // A key too long to be one is named by its head: status and Event messages are short
-        // (an Event's note holds at most 1 KiB), and the message must still say what is wrong.
-        let named: String = if key.len() > 253 {
-            key.chars().take(64).chain("...".chars()).collect()
-        } else {
-            key.clone()
-        };
-        check_key(key, &at.field(format!("{map}.{named}"))).map_err(Failure::from_manifest)?;
+    match check_secret_keys(sealed, at).into_iter().next() {
+        Some(problem) => Err(Failure::from_manifest(problem)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// See [`Unsealing::used`]. Warms `opener` with each referenced envelope's data key.

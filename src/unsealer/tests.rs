@@ -501,6 +501,19 @@ fn keys_the_api_server_refuses_are_invalid_spec_before_anything_is_opened() {
             "{f}"
         );
     }
+    // `gitseal verify` (check_sealed) reports the same keys, naming the field.
+    let at = crate::manifest::Location::new("s.yaml", 0);
+    let problems = crate::manifest::check_sealed(&templated, &at, None);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.at.field == "spec.template.data.a/b"),
+        "{:?}",
+        problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+    );
     // Keys at the edges of the rule unseal.
     let mut edges = sealed_with(SECRET, &key);
     let longest = "k".repeat(253);
